@@ -1,0 +1,225 @@
+"""The matcher benchmark: precision, recall, F1, ROC AUC and throughput on labelled pairs.
+
+Pair files are JSONL (``predicted``/``actual`` or ``left``/``right``, ``label``, optional
+``kind``) or CSV (the same columns, or py-entitymatching's ``ltable.title``/``rtable.title``/
+``gold``). Every registered matcher, plugins' included, can be run by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psychohistory.errors import CaseFormatError
+
+EVENT_PAIRS = "event-pairs"
+
+
+@dataclass(frozen=True)
+class Pair:
+    left: str
+    right: str
+    label: int
+    kind: str = ""
+
+
+def event_pairs_path() -> Path:
+    return Path(str(resources.files("psychohistory.datasets") / "data" / "event_pairs.jsonl"))
+
+
+def pair_split(pair: Pair) -> str:
+    """``dev`` or ``test``, by a stable hash: defaults are tuned on dev, reported on test."""
+    digest = hashlib.sha256(f"{pair.left}\x00{pair.right}".encode()).digest()
+    return "dev" if digest[0] % 2 == 0 else "test"
+
+
+def load_pairs(path: str | Path | None = None, *, split: str | None = None) -> list[Pair]:
+    """Labelled pairs from a JSONL or CSV file (default: the bundled event pairs)."""
+    path = event_pairs_path() if path is None or path == EVENT_PAIRS else Path(path)
+    if path.suffix == ".csv":
+        pairs = _pairs_from_csv(path)
+    else:
+        pairs = []
+        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if raw.strip():
+                pairs.append(_pair_from_record(_json_record(raw, path, number), path, number))
+    if split is not None:
+        if split not in ("dev", "test"):
+            raise ValueError(f"split must be 'dev', 'test' or None, got {split!r}")
+        pairs = [p for p in pairs if pair_split(p) == split]
+    return pairs
+
+
+def _json_record(raw: str, path: Path, number: int) -> dict[str, Any]:
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CaseFormatError(f"invalid JSON: {exc.msg}", path=path, line=number) from None
+    if not isinstance(record, dict):
+        raise CaseFormatError("expected a JSON object", path=path, line=number)
+    return record
+
+
+def _pair_from_record(record: dict[str, Any], path: Path, number: int) -> Pair:
+    for left_key, right_key in (("predicted", "actual"), ("left", "right"), ("a", "b"),
+                                ("ltable.title", "rtable.title")):
+        if left_key in record and right_key in record:
+            label_key = "label" if "label" in record else "gold"
+            try:
+                label = int(float(record[label_key]))
+            except (KeyError, TypeError, ValueError):
+                raise CaseFormatError("needs a 0/1 'label' (or 'gold')", path=path,
+                                      line=number) from None
+            if label not in (0, 1):
+                raise CaseFormatError(f"label must be 0 or 1, got {label}", path=path, line=number)
+            return Pair(str(record[left_key]), str(record[right_key]), label,
+                        str(record.get("kind", "")))
+    raise CaseFormatError("needs predicted/actual (or left/right) text fields", path=path,
+                          line=number)
+
+
+def _pairs_from_csv(path: Path) -> list[Pair]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [_pair_from_record(row, path, number)
+                for number, row in enumerate(csv.DictReader(handle), start=2)]
+
+
+def roc_auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney statistic; ties count a half).
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=float)
+    pos, neg = s[y == 1], s[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+@dataclass
+class MatcherResult:
+    matcher: str
+    dataset: str
+    n_pairs: int
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    roc_auc: float
+    pairs_per_s: float
+    accuracy_by_kind: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def evaluate_matcher(matcher: Any, pairs: Sequence[Pair], *, name: str, dataset: str,
+                     threshold: float | None = None) -> MatcherResult:
+    """Score ``pairs`` with ``matcher`` and compare its decisions with the labels."""
+    threshold = matcher.threshold if threshold is None else threshold
+    left = [p.left for p in pairs]
+    right = [p.right for p in pairs]
+    start = time.perf_counter()
+    scores = np.asarray(matcher.score_pairs(left, right), dtype=float)
+    elapsed = time.perf_counter() - start
+    labels = np.array([p.label for p in pairs])
+    predicted = scores >= threshold
+    tp = int(np.sum(predicted & (labels == 1)))
+    fp = int(np.sum(predicted & (labels == 0)))
+    fn = int(np.sum(~predicted & (labels == 1)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for pair, decision in zip(pairs, predicted.tolist(), strict=True):
+        if pair.kind:
+            by_kind[pair.kind].append(decision == bool(pair.label))
+    return MatcherResult(
+        matcher=name, dataset=dataset, n_pairs=len(pairs), threshold=float(threshold),
+        precision=precision, recall=recall, f1=f1, roc_auc=roc_auc(labels, scores),
+        pairs_per_s=len(pairs) / elapsed if elapsed > 0 else float("inf"),
+        accuracy_by_kind={k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
+    )
+
+
+def baseline_matchers() -> dict[str, Any]:
+    """Raw similarity without the event checks: what the checks are measured against."""
+    from psychohistory.matching.fuzzy import FuzzyMatcher
+
+    baselines: dict[str, Any] = {"raw rapidfuzz": FuzzyMatcher(event_aware=False)}
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        return baselines
+    from psychohistory.matching.embedding import EmbeddingMatcher
+
+    baselines["raw MiniLM cosine"] = EmbeddingMatcher(event_aware=False)
+    return baselines
+
+
+def run_matcher_benchmark(
+    matchers: Sequence[str] | None = None,
+    datasets: Sequence[str | Path] = (EVENT_PAIRS,),
+    *,
+    split: str | None = None,
+    include_baselines: bool = True,
+) -> list[MatcherResult]:
+    """Run registered matchers (default: all but ``llm``, which needs a judge) on pair sets."""
+    from psychohistory.plugins import get_matcher, list_registered
+
+    names = list(matchers) if matchers else [n for n in list_registered("matcher") if n != "llm"]
+    results = []
+    for dataset in datasets:
+        label = Path(dataset).name if dataset != EVENT_PAIRS else EVENT_PAIRS
+        pairs = load_pairs(dataset, split=split if dataset == EVENT_PAIRS else None)
+        candidates: dict[str, Any] = {}
+        if include_baselines:
+            candidates.update(baseline_matchers())
+        for name in names:
+            try:
+                candidates[name] = get_matcher(name)
+            except Exception as exc:  # a plugin that cannot build is reported, not fatal
+                nan = float("nan")
+                results.append(MatcherResult(
+                    matcher=name, dataset=label, n_pairs=len(pairs), threshold=nan, precision=nan,
+                    recall=nan, f1=nan, roc_auc=nan, pairs_per_s=nan,
+                    error=f"{type(exc).__name__}: {exc}"))
+        for name, matcher in candidates.items():
+            if pairs:  # load models before the clock starts
+                matcher.score_pairs([pairs[0].left], [pairs[0].right])
+            results.append(evaluate_matcher(matcher, pairs, name=name, dataset=label))
+    return results
+
+
+def results_table(results: Sequence[MatcherResult]) -> str:
+    """A Markdown table of benchmark results."""
+    kinds = sorted({k for r in results for k in r.accuracy_by_kind})
+    head = ["dataset", "matcher", "pairs", "threshold", "precision", "recall", "F1", "ROC AUC",
+            "pairs/s", *kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.dataset} | {r.matcher} | error: {r.error} |")
+            continue
+        cells = [r.dataset, r.matcher, str(r.n_pairs), f"{r.threshold:.2f}", f"{r.precision:.3f}",
+                 f"{r.recall:.3f}", f"{r.f1:.3f}", f"{r.roc_auc:.3f}", f"{r.pairs_per_s:,.0f}"]
+        cells += [f"{r.accuracy_by_kind[k]:.2f}" if k in r.accuracy_by_kind else "" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def results_json(results: Sequence[MatcherResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)

@@ -1,0 +1,206 @@
+"""Cases: a seed event and what really followed it, read from and written to JSONL."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from psychohistory.errors import CaseFormatError
+from psychohistory.tree import EventNode, ProbabilityTree
+
+__all__ = [
+    "Case",
+    "CaseFormatError",
+    "Outcome",
+    "iter_jsonl",
+    "load_cases",
+    "save_cases",
+    "validate_cases_file",
+]
+
+
+class Outcome(BaseModel):
+    """An event that actually happened; ``parent`` names the outcome it followed from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    event: str = Field(min_length=1)
+    date: str | None = None
+    parent: str | None = None
+
+
+class Case(BaseModel):
+    """A seed event with the outcomes that followed it.
+
+    Depth is derived from ``parent`` links; a dangling parent or a cycle is an error.
+
+    >>> case = Case(id="c1", seed="Brexit vote passes", outcomes=[
+    ...     Outcome(id="o1", event="Cameron resigns"),
+    ...     Outcome(id="o2", event="May becomes PM", parent="o1")])
+    >>> case.depth_of("o2"), [o.id for o in case.children_of(None)]
+    (2, ['o1'])
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    seed: str = Field(min_length=1)
+    context: str = ""
+    date: str | None = None
+    domain: str | None = None
+    source: str | None = None
+    outcomes: list[Outcome] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_links(self) -> Case:
+        ids: dict[str, Outcome] = {}
+        for outcome in self.outcomes:
+            if outcome.id in ids:
+                raise ValueError(f"outcome id {outcome.id!r} appears twice")
+            ids[outcome.id] = outcome
+        for outcome in self.outcomes:
+            if outcome.parent is not None and outcome.parent not in ids:
+                raise ValueError(f"outcome {outcome.id!r} has unknown parent {outcome.parent!r}")
+        for outcome in self.outcomes:  # walk up; more steps than outcomes means a cycle
+            seen, node = 0, outcome
+            while node.parent is not None:
+                seen += 1
+                if seen > len(ids):
+                    raise ValueError(f"outcome {outcome.id!r} is in a parent cycle")
+                node = ids[node.parent]
+        return self
+
+    def outcome(self, outcome_id: str) -> Outcome:
+        for outcome in self.outcomes:
+            if outcome.id == outcome_id:
+                return outcome
+        raise KeyError(f"case {self.id!r} has no outcome {outcome_id!r}")
+
+    def depth_of(self, outcome_id: str) -> int:
+        """1 for a direct consequence of the seed, 2 for its children, and so on."""
+        depth, node = 1, self.outcome(outcome_id)
+        while node.parent is not None:
+            depth += 1
+            node = self.outcome(node.parent)
+        return depth
+
+    def children_of(self, parent_id: str | None) -> list[Outcome]:
+        """The outcomes that followed ``parent_id`` (``None``: the seed)."""
+        return [o for o in self.outcomes if o.parent == parent_id]
+
+    def to_tree(self, probability: float = 1.0) -> ProbabilityTree:
+        """The ground-truth tree: every outcome as a node, nested by its parent links."""
+
+        def build(parent: str | None) -> list[EventNode]:
+            return [
+                EventNode(event=o.event, probability=probability, children=build(o.id))
+                for o in self.children_of(parent)
+            ]
+
+        return ProbabilityTree(seed=self.seed, children=build(None))
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any | CaseFormatError]]:
+    """Yield ``(line_number, value)`` for each non-blank line; a bad line yields the error.
+
+    Errors are yielded, not raised, so callers can report every bad record in one pass.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield number, CaseFormatError(f"not UTF-8: {exc.reason}", path=path, line=number)
+            except json.JSONDecodeError as exc:
+                yield number, CaseFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                              path=path, line=number)
+
+
+def _case_from_record(record: Any, path: Path, line: int) -> Case:
+    if not isinstance(record, dict):
+        raise CaseFormatError(f"expected a JSON object, got {type(record).__name__}",
+                              path=path, line=line)
+    try:
+        return Case.model_validate(record)
+    except ValidationError as exc:
+        raise CaseFormatError(_first_problem(exc), path=path, line=line) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        problems.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(problems)
+
+
+def validate_cases_file(path: str | Path) -> tuple[list[Case], list[CaseFormatError]]:
+    """Every good case and every bad record (with its line) in a cases file."""
+    path = Path(path)
+    cases: list[Case] = []
+    errors: list[CaseFormatError] = []
+    seen: dict[str, int] = {}
+    for line, record in iter_jsonl(path):
+        if isinstance(record, CaseFormatError):
+            errors.append(record)
+            continue
+        try:
+            case = _case_from_record(record, path, line)
+        except CaseFormatError as exc:
+            errors.append(exc)
+            continue
+        if case.id in seen:
+            errors.append(CaseFormatError(
+                f"case id {case.id!r} already used on line {seen[case.id]}", path=path, line=line))
+            continue
+        seen[case.id] = line
+        cases.append(case)
+    return cases, errors
+
+
+def load_cases(path: str | Path) -> list[Case]:
+    """Read a JSONL file of cases; the first bad record raises ``CaseFormatError(line=...)``.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "cases.jsonl"
+    >>> _ = p.write_text('{"id": "a", "seed": "S", "outcomes": []}\\n{"id": "b"}\\n')
+    >>> load_cases(p)
+    Traceback (most recent call last):
+    ...
+    psychohistory.errors.CaseFormatError: ...cases.jsonl:2: seed: Field required
+    """
+    cases, errors = validate_cases_file(path)
+    if errors:
+        raise errors[0]
+    return cases
+
+
+def save_cases(cases: Iterable[Case], path: str | Path) -> Path:
+    """Write cases as JSONL atomically: a crash mid-write leaves the old file intact."""
+    return write_jsonl((case.model_dump(exclude_none=True) for case in cases), path)
+
+
+def write_jsonl(records: Iterable[Any], path: str | Path) -> Path:
+    """Write JSON records one per line through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,27 @@
+"""Built-in matchers: classes are imported only when a matcher is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psychohistory.hookspecs import hookimpl
+
+
+def _lazy(module: str, cls: str) -> Any:
+    def factory(**options: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(**options)
+
+    factory.__name__ = cls
+    factory.__doc__ = f"Build {module}.{cls}."
+    return factory
+
+
+@hookimpl
+def register_matchers(register: Any) -> None:
+    register("exact", _lazy("psychohistory.matching.exact", "ExactMatcher"))
+    register("fuzzy", _lazy("psychohistory.matching.fuzzy", "FuzzyMatcher"))
+    register("embedding", _lazy("psychohistory.matching.embedding", "EmbeddingMatcher"))
+    register("llm", _lazy("psychohistory.matching.llm", "LLMMatcher"))
+    register("cascade", _lazy("psychohistory.matching.cascade", "CascadeMatcher"))

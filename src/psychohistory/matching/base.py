@@ -1,0 +1,89 @@
+"""The matcher interface and the one-to-one assignment every matcher shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Match:
+    """Predicted event ``predicted`` was matched to actual event ``actual`` by ``method``."""
+
+    predicted: int
+    actual: int
+    score: float
+    method: str
+
+
+def assign(scores: np.ndarray, threshold: float, *, method: str) -> list[Match]:
+    """One-to-one assignment maximising the total score of pairs at or above ``threshold``.
+
+    Pairs under the threshold are zeroed before the Hungarian solve, so a weak pair can never
+    displace a strong one.
+
+    >>> import numpy as np
+    >>> [(m.predicted, m.actual) for m in assign(np.array([[0.9, 0.8], [0.85, 0.1]]), 0.5, method="x")]
+    [(0, 1), (1, 0)]
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a 2-D array, got shape {scores.shape}")
+    if scores.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    allowed = np.where(scores >= threshold, scores, 0.0)
+    if not allowed.any():
+        return []
+    rows, cols = linear_sum_assignment(allowed, maximize=True)
+    return [
+        Match(int(r), int(c), float(scores[r, c]), method)
+        for r, c in zip(rows, cols, strict=True)
+        if scores[r, c] >= threshold and allowed[r, c] > 0
+    ]
+
+
+class Matcher:
+    """Scores how likely each predicted event is the same real-world event as each actual one.
+
+    Subclasses implement :meth:`score`; :meth:`match` is the one-to-one assignment above
+    ``threshold``. Scores lie in [0, 1]; the threshold is where "same event" begins.
+    """
+
+    name = "matcher"
+    threshold = 0.5
+
+    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """Scores of aligned pairs ``(left[i], right[i])`` (benchmarks use this)."""
+        if len(left) != len(right):
+            raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
+        if not left:
+            return np.zeros(0)
+        # distinct strings once each, then read the diagonal of the small matrix
+        lu, li = np.unique(np.asarray(left, dtype=object), return_inverse=True)
+        ru, ri = np.unique(np.asarray(right, dtype=object), return_inverse=True)
+        matrix = self.score(list(lu), list(ru))
+        return matrix[li, ri]
+
+    def match(
+        self, predicted: Sequence[str], actual: Sequence[str], *, threshold: float | None = None
+    ) -> list[Match]:
+        """One-to-one matches scoring at least ``threshold`` (default: the matcher's own)."""
+        limit = self.threshold if threshold is None else threshold
+        return assign(self.score(predicted, actual), limit, method=self.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(threshold={self.threshold})"
+
+
+def check_threshold(value: float) -> float:
+    value = float(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {value}")
+    return value

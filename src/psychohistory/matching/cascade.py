@@ -1,0 +1,171 @@
+"""The cascade: exact, then fuzzy, then embedding, then (if configured) an LLM judge.
+
+Each stage matches one-to-one among what earlier stages left, so every match records the
+cheapest method that found it. The LLM judge, when given, sees only the pairs the cheaper
+stages left undecided: similar enough to be plausible, yet under a threshold or vetoed by an
+event-consistency check.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from psychohistory.errors import ConfigError
+from psychohistory.matching.base import Match, Matcher, assign
+from psychohistory.matching.exact import ExactMatcher
+from psychohistory.matching.fuzzy import FuzzyMatcher
+
+logger = logging.getLogger("psychohistory.matching.cascade")
+
+
+def calibrate(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Map a stage's scores so its own threshold lands on 0.5 (order is kept).
+
+    >>> calibrate(np.array([0.0, 0.35, 0.7, 1.0]), 0.7).tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    """
+    scores = np.asarray(scores, dtype=float)
+    if threshold >= 1.0:
+        return np.where(scores >= 1.0, 1.0, 0.5 * scores)
+    low = 0.5 * scores / threshold
+    high = 0.5 + 0.5 * (scores - threshold) / (1.0 - threshold)
+    return np.where(scores >= threshold, high, low)
+
+
+class CascadeMatcher(Matcher):
+    """Exact, fuzzy and embedding matching in turn, then an optional LLM judge.
+
+    ``score`` is the best calibrated stage score (each stage's threshold maps to 0.5), so
+    ``threshold`` 0.5 agrees with ``match``. ``embedding=False`` leaves the embedding stage
+    out; without sentence-transformers installed it is left out with a warning.
+
+    >>> m = CascadeMatcher(embedding=False)
+    >>> [(x.predicted, x.actual, x.method) for x in m.match(
+    ...     ["Sweden joins NATO", "Finland joins NATO", "Lehman Brothers files for bankruptcy"],
+    ...     ["Lehman Brothers Holdings files for Chapter 11 bankruptcy", "Finland joins NATO"])]
+    [(1, 1, 'exact')]
+    """
+
+    name = "cascade"
+    threshold = 0.5
+
+    def __init__(
+        self,
+        *,
+        fuzzy: dict[str, Any] | None = None,
+        embedding: bool | dict[str, Any] | Matcher = True,
+        llm: dict[str, Any] | Matcher | None = None,
+        undecided_floor: float = 0.35,
+    ) -> None:
+        self.stages: list[Matcher] = [ExactMatcher(), FuzzyMatcher(**(fuzzy or {}))]
+        if isinstance(embedding, Matcher):
+            self.stages.append(embedding)
+        elif embedding:
+            stage = _embedding_stage(embedding if isinstance(embedding, dict) else {})
+            if stage is not None:
+                self.stages.append(stage)
+        if isinstance(llm, dict):
+            from psychohistory.matching.llm import LLMMatcher
+
+            llm = LLMMatcher(**llm)
+        self.llm = llm
+        if not 0.0 <= undecided_floor < 0.5:
+            raise ValueError(f"undecided_floor must be in [0, 0.5), got {undecided_floor}")
+        self.undecided_floor = undecided_floor
+
+    @property
+    def methods(self) -> list[str]:
+        return [stage.name for stage in self.stages] + (["llm"] if self.llm else [])
+
+    def _stage_raw(self, stage: Matcher, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        raw_score = getattr(stage, "raw_score", None)
+        return calibrate(raw_score(predicted, actual), stage.threshold) if raw_score else \
+            calibrate(stage.score(predicted, actual), stage.threshold)
+
+    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        best = self.score_without_llm(predicted, actual)
+        if self.llm is not None and best.size:
+            undecided = self._undecided(predicted, actual, best)
+            if undecided:
+                verdicts = self.llm.judge_pairs(  # type: ignore[attr-defined]
+                    [(predicted[i], actual[j]) for i, j in undecided])
+                for (i, j), verdict in zip(undecided, verdicts, strict=True):
+                    best[i, j] = verdict
+        return best
+
+    def _undecided(self, predicted: Sequence[str], actual: Sequence[str],
+                   decided: np.ndarray) -> list[tuple[int, int]]:
+        # plausible on raw similarity, yet not matched once the event checks ran
+        plausible = np.zeros_like(decided)
+        for stage in self.stages[1:]:
+            plausible = np.maximum(plausible, self._stage_raw(stage, predicted, actual))
+        mask = (plausible >= self.undecided_floor) & (decided < 0.5)
+        return [(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
+
+    def match(
+        self, predicted: Sequence[str], actual: Sequence[str], *, threshold: float | None = None
+    ) -> list[Match]:
+        left = list(range(len(predicted)))
+        right = list(range(len(actual)))
+        matches: list[Match] = []
+        stages: list[Matcher] = list(self.stages) + ([self.llm] if self.llm is not None else [])
+        for stage in stages:
+            if not left or not right:
+                break
+            sub_pred = [predicted[i] for i in left]
+            sub_act = [actual[j] for j in right]
+            if stage is self.llm:
+                scores = np.zeros((len(left), len(right)))
+                undecided = self._undecided(sub_pred, sub_act,
+                                            self.score_without_llm(sub_pred, sub_act))
+                verdicts = stage.judge_pairs(  # type: ignore[attr-defined]
+                    [(sub_pred[i], sub_act[j]) for i, j in undecided])
+                for (i, j), verdict in zip(undecided, verdicts, strict=True):
+                    scores[i, j] = verdict
+            else:
+                scores = stage.score(sub_pred, sub_act)
+            for m in assign(scores, stage.threshold, method=stage.name):
+                matches.append(Match(left[m.predicted], right[m.actual], m.score, m.method))
+            used_left = {m.predicted for m in matches}
+            used_right = {m.actual for m in matches}
+            left = [i for i in left if i not in used_left]
+            right = [j for j in right if j not in used_right]
+        return sorted(matches, key=lambda m: m.predicted)
+
+    def score_without_llm(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        """The best calibrated score of the exact, fuzzy and embedding stages."""
+        best = np.zeros((len(predicted), len(actual)))
+        if not predicted or not actual:
+            return best
+        for stage in self.stages:
+            best = np.maximum(best, calibrate(stage.score(predicted, actual), stage.threshold))
+        return best
+
+    @staticmethod
+    def coverage(matches: Sequence[Match]) -> dict[str, int]:
+        """How many matches each method made."""
+        return dict(Counter(m.method for m in matches))
+
+    def __repr__(self) -> str:
+        return f"CascadeMatcher(methods={self.methods})"
+
+
+def _embedding_stage(options: dict[str, Any]) -> Matcher | None:
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        warnings.warn("sentence-transformers is not installed, so the cascade runs without its "
+                      "embedding stage: pip install 'psychohistory[embed]'", stacklevel=3)
+        return None
+    from psychohistory.matching.embedding import EmbeddingMatcher
+
+    try:
+        return EmbeddingMatcher(**options)
+    except TypeError as exc:
+        raise ConfigError(f"cascade embedding options: {exc}") from exc

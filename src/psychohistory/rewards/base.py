@@ -1,0 +1,68 @@
+"""What every reward shares: TRL's call contract, completion text, and the case column."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psychohistory.cases import Case
+
+logger = logging.getLogger("psychohistory.rewards")
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a plain string, or a conversation's last message."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        last = completion[-1]
+        if isinstance(last, dict):
+            content = last.get("content", "")
+            if isinstance(content, list):  # multimodal style: [{"type": "text", "text": ...}]
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content)
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    return str(completion)
+
+
+def as_case(value: Any) -> Case:
+    """Accept a ``Case``, or the dict (or JSON string) a ``datasets`` column holds."""
+    if isinstance(value, Case):
+        return value
+    if isinstance(value, str):
+        return Case.model_validate_json(value)
+    if isinstance(value, dict):
+        return Case.model_validate(value)
+    raise TypeError(f"the case column holds {type(value).__name__}, expected a Case or a dict")
+
+
+class Reward:
+    """Base of the built-in rewards: small, picklable callables with a stable ``__name__``.
+
+    ``last_reasons`` keeps, per completion of the latest call, why it was penalised
+    (``None`` when it was not), so malformed output is logged, never raised.
+    """
+
+    name = "reward"
+
+    def __init__(self) -> None:
+        self.__name__ = self.name
+        self.last_reasons: list[str | None] = []
+
+    def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
+        raise NotImplementedError
+
+    def _cases(self, kwargs: dict[str, Any], n: int) -> list[Case]:
+        if "case" not in kwargs:
+            raise KeyError(
+                f"reward {self.__name__!r} needs a 'case' column; build the dataset with "
+                "psychohistory.to_grpo_dataset(cases)"
+            )
+        column = kwargs["case"]
+        if len(column) != n:
+            raise ValueError(f"'case' column has {len(column)} rows for {n} completions")
+        return [as_case(value) for value in column]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

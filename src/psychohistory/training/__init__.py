@@ -1,0 +1,1 @@
+"""Training: model loading, prompts, dataset builders, SFT and GRPO (the ``[train]`` extra)."""

