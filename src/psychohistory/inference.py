@@ -1,10 +1,11 @@
 """ProbabilityTreeInference: load a model once, hot-swap LoRA adapters, generate trees.
 
->>> # doctest: +SKIP
->>> inference = ProbabilityTreeInference("smollm2-135m-instruct")
->>> inference.load_adapter(None)                       # the base model
->>> inference.load_adapter("runs/sft/final", "sft")    # no reload of the base weights
->>> tree = inference.generate_tree("Brexit vote passes", "52% leave, 48% remain")
+Loading a model takes seconds to minutes, so the example is not run as a doctest::
+
+    inference = ProbabilityTreeInference("smollm2-135m-instruct")
+    inference.load_adapter(None)                       # the base model
+    inference.load_adapter("runs/sft/final", "sft")    # no reload of the base weights
+    tree = inference.generate_tree("Brexit vote passes", "52% leave, 48% remain")
 """
 
 from __future__ import annotations

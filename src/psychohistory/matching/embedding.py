@@ -104,11 +104,12 @@ class EmbeddingMatcher(Matcher):
         state = self.__dict__.copy()
         state["_model"] = None
         state["_load_lock"] = None
-        state["cache"] = EncodingCache(self.cache.max_items)
+        state["cache"] = self.cache.max_items
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.cache = EncodingCache(state["cache"])
         self._load_lock = threading.Lock()
 
     @property

@@ -192,6 +192,8 @@ _kind("truce", "truce")
 _kind("abdication", "abdicates abdicated abdication")
 _kind("death", "assassination murdered")
 _kind("election", "runoff")
+# a vote of any kind (confidence, referendum, ballot) is one kind of event, a resignation another
+_kind("vote", "vote votes voted ballot referendum confidence")
 
 _NEGATIONS = {"not", "no", "never", "n't", "without", "avoids", "avoid", "avoided", "averts",
               "avert", "averted", "fails", "fail", "failed", "unable", "neither", "nor"}
