@@ -9,4 +9,6 @@ from psychohistory.hookspecs import hookimpl
 
 @hookimpl
 def register_backends(register: Any) -> None:
-    """Backends arrive with the training issue; the hook is wired so the path is real."""
+    from psychohistory.backends.local import LocalBackend
+
+    register("local", LocalBackend)

@@ -32,7 +32,17 @@ EXAMPLE_TREE = ProbabilityTree(seed=EXAMPLE_SEED, children=[
 
 
 def compact_schema() -> str:
-    return json.dumps(ProbabilityTree.json_schema(), separators=(",", ":"))
+    """The tree's JSON Schema without titles and descriptions (fewer prompt tokens)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("title", "description") or not isinstance(v, str)}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(ProbabilityTree.json_schema()), separators=(",", ":"))
 
 
 def user_message(seed: str, context: str = "") -> str:

@@ -1,0 +1,1 @@
+"""Execution backends: where training runs (``local``, ``accelerate``, ``modal``)."""

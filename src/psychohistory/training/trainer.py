@@ -1,0 +1,207 @@
+"""``Trainer(rewards=[...]).fit(cases)``: GRPO on a probability-tree model through TRL.
+
+GRPO itself is TRL's ``GRPOTrainer``; this module builds what it needs (the model, LoRA,
+rewards sharing one matcher, the dataset with a ``case`` column) and hands the run to an
+execution backend (``local`` by default).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psychohistory.cases import Case
+from psychohistory.errors import ConfigError
+from psychohistory.plugins import CheckedReward
+from psychohistory.rewards.composite import DEFAULT_WEIGHTS, reward_name
+from psychohistory.training.config import TrainerConfig
+
+logger = logging.getLogger("psychohistory.training")
+
+RewardSpec = str | Callable[..., Any]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    adapter_path: str
+    output_dir: str
+    global_step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: str | None = None
+
+
+def build_rewards(rewards: Sequence[RewardSpec], matcher: Any) -> list[CheckedReward]:
+    """Registered names, reward objects and plain callables, each checked and named.
+
+    Registered rewards whose factory takes ``matcher`` share ``matcher``, so one cache of
+    outcome encodings and judge verdicts serves them all.
+    """
+    from psychohistory.plugins import get_reward, list_registered
+
+    built: list[CheckedReward] = []
+    registered = list_registered("reward")
+    for spec in rewards:
+        if isinstance(spec, str):
+            entry = registered.get(spec)
+            options = {}
+            if entry is not None and _accepts(entry.factory, "matcher"):
+                options["matcher"] = matcher
+            built.append(get_reward(spec, **options))
+        elif isinstance(spec, CheckedReward):
+            built.append(spec)
+        elif callable(spec):
+            built.append(CheckedReward(spec, name=reward_name(spec), plugin=None))
+        else:
+            raise ConfigError(f"a reward must be a registered name or a callable, got {spec!r}")
+    names = [r.__name__ for r in built]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"reward names must be unique (TRL logs by name), got {names}")
+    return built
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class Trainer:
+    """GRPO training of a probability-tree forecaster.
+
+    ``model``: a path, a hub name available offline, a ``.gguf`` file, the alias
+    ``smollm2-135m-instruct``, or a loaded model (with ``tokenizer=``).
+    ``rewards``: registered names, reward objects or plain callables; ``weights`` defaults to
+    the library's mix for built-ins and 1.0 for the rest. ``sft_adapter``: an SFT LoRA adapter
+    merged into the base before a fresh GRPO adapter is added (the SFT-then-GRPO flow).
+    """
+
+    def __init__(
+        self,
+        model: Any = "smollm2-135m-instruct",
+        *,
+        rewards: Sequence[RewardSpec] = tuple(DEFAULT_WEIGHTS),
+        weights: Sequence[float] | None = None,
+        matcher: Any = None,
+        config: TrainerConfig | dict[str, Any] | None = None,
+        backend: str = "local",
+        tokenizer: Any = None,
+        sft_adapter: str | None = None,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not rewards:
+            raise ConfigError("Trainer needs at least one reward")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.rewards = list(rewards)
+        if weights is None:
+            weights = [DEFAULT_WEIGHTS.get(r, 1.0) if isinstance(r, str) else 1.0
+                       for r in self.rewards]
+        if len(weights) != len(self.rewards):
+            raise ConfigError(f"{len(weights)} weights for {len(self.rewards)} rewards")
+        self.weights = [float(w) for w in weights]
+        self.matcher = matcher
+        self.config = TrainerConfig.from_dict(config) if isinstance(config, dict) else (
+            config or TrainerConfig())
+        self.backend = backend
+        self.backend_options = backend_options or {}
+        self.sft_adapter = sft_adapter
+
+    def build_matcher(self) -> Any:
+        if self.matcher is None or isinstance(self.matcher, str | dict):
+            from psychohistory.plugins import get_matcher
+
+            if isinstance(self.matcher, dict):
+                options = dict(self.matcher)
+                return get_matcher(options.pop("name", "cascade"), **options)
+            # exact + fuzzy by default: rewards must be fast; pass "cascade" for embeddings
+            return get_matcher(self.matcher or "cascade",
+                               **({} if self.matcher else {"embedding": False}))
+        return self.matcher
+
+    def fit(self, cases: Sequence[Case], *, resume: bool = False) -> TrainResult:
+        """Train on ``cases``; ``resume=True`` continues from the last checkpoint."""
+        if not cases:
+            raise ConfigError("fit needs at least one case")
+        from psychohistory.plugins import get_backend
+
+        backend = get_backend(self.backend, **self.backend_options)
+        return backend.train_grpo(self, list(cases), resume=resume)
+
+
+def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -> TrainResult:
+    """The GRPO run itself, in this process (the local backend, and Modal's function body)."""
+    import torch
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOConfig, GRPOTrainer
+
+    from psychohistory.training.config import check_extra
+    from psychohistory.training.data import to_grpo_dataset
+    from psychohistory.training.models import load_model
+
+    config = trainer.config
+    check_extra(config.extra, GRPOConfig)
+    model, tokenizer = trainer.model, trainer.tokenizer
+    if isinstance(model, str):
+        model, tokenizer = load_model(model, quantize=config.quantize)
+    elif tokenizer is None:
+        raise ConfigError("pass tokenizer= with a model object")
+    if trainer.sft_adapter:
+        model = merge_adapter(model, trainer.sft_adapter)
+    if config.quantize == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    cuda = torch.cuda.is_available() and next(model.parameters()).is_cuda
+    matcher = trainer.build_matcher()
+    reward_funcs = build_rewards(trainer.rewards, matcher)
+    args = GRPOConfig(
+        output_dir=config.output_dir, max_steps=config.max_steps,
+        learning_rate=config.learning_rate, num_generations=config.num_generations,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        max_completion_length=config.max_completion_length, temperature=config.temperature,
+        beta=config.beta, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps, seed=config.seed, report_to=config.report_to,
+        reward_weights=trainer.weights, use_cpu=not cuda, bf16=cuda,
+        **config.extra,
+    )
+    peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                             lora_dropout=config.lora_dropout,
+                             target_modules=config.target_modules, task_type="CAUSAL_LM")
+    grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
+                       train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
+                       peft_config=peft_config)
+    checkpoint = get_last_checkpoint(config.output_dir) if resume and Path(
+        config.output_dir).is_dir() else None
+    if resume and checkpoint is None:
+        logger.warning("resume=True but no checkpoint in %s: starting afresh", config.output_dir)
+    output = grpo.train(resume_from_checkpoint=checkpoint)
+    final = Path(config.output_dir) / "final"
+    grpo.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    result = TrainResult(
+        adapter_path=str(final), output_dir=config.output_dir,
+        global_step=grpo.state.global_step, metrics=dict(output.metrics),
+        log_history=list(grpo.state.log_history), resumed_from=checkpoint)
+    (final / "psychohistory_train.json").write_text(json.dumps({
+        "rewards": [r.__name__ for r in reward_funcs], "weights": trainer.weights,
+        "config": config.to_dict(), "global_step": result.global_step,
+        "resumed_from": checkpoint}, indent=2, default=str))
+    return result
+
+
+def merge_adapter(model: Any, adapter: str) -> Any:
+    """Fold a LoRA adapter into the base weights (the SFT adapter before GRPO)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
