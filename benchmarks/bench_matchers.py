@@ -236,41 +236,50 @@ def cascade_coverage(matcher: Any, pairs: Sequence[Any]) -> dict[str, dict[str, 
 
 
 def run_accuracy(quick: bool) -> dict[str, Any]:
+    """Each matcher on each pair set; scores once, pairs/s the best of a few fresh runs."""
     from psychohistory.bench.matchers import MatcherResult, evaluate_matcher
 
     resamples = 100 if quick else 1000
+    repeats = 1 if quick else 3
     results: dict[str, Any] = {}
     for dataset, (source, pairs) in datasets(quick).items():
-        log(f"accuracy on {dataset} ({len(pairs)} pairs)")
-        candidates, errors = _candidates()
-        rows: list[dict[str, Any]] = []
-        for error in errors:
-            nan = float("nan")
-            rows.append(asdict(MatcherResult(
-                matcher=error["matcher"], dataset=dataset, n_pairs=len(pairs), threshold=nan,
-                precision=nan, recall=nan, f1=nan, roc_auc=nan, pairs_per_s=nan,
-                error=error["error"])))
+        log(f"accuracy on {dataset} ({len(pairs)} pairs, {repeats} timed runs)")
         labels = np.array([p.label for p in pairs])
+        rows: dict[str, dict[str, Any]] = {}
         coverage = None
-        for name, matcher in candidates.items():
-            if pairs:  # load models before the clock starts, as run_matcher_benchmark does
-                matcher.score_pairs([pairs[0].left], [pairs[0].right])
-            _clear_text_caches()
-            recorder = _Recorder(matcher)
-            result = evaluate_matcher(recorder, pairs, name=name, dataset=dataset)
-            row = asdict(result)
-            if recorder.scores is not None and len(pairs):
-                row.update(bootstrap(labels, recorder.scores, result.threshold,
-                                     resamples=resamples))
-            rows.append(row)
-            if name == "cascade" and dataset.startswith("event-pairs"):
-                coverage = cascade_coverage(matcher, pairs)
+        for repeat in range(repeats):
+            candidates, errors = _candidates()  # fresh matchers: cold encoding caches
+            for error in errors:
+                nan = float("nan")
+                rows.setdefault(error["matcher"], asdict(MatcherResult(
+                    matcher=error["matcher"], dataset=dataset, n_pairs=len(pairs),
+                    threshold=nan, precision=nan, recall=nan, f1=nan, roc_auc=nan,
+                    pairs_per_s=nan, error=error["error"])))
+            for name, matcher in candidates.items():
+                if pairs:  # load models before the clock starts, as run_matcher_benchmark does
+                    matcher.score_pairs([pairs[0].left], [pairs[0].right])
+                _clear_text_caches()
+                recorder = _Recorder(matcher)
+                result = evaluate_matcher(recorder, pairs, name=name, dataset=dataset)
+                if repeat:  # the scores do not change between runs; the timing does
+                    rows[name]["pairs_per_s_all"].append(result.pairs_per_s)
+                    rows[name]["pairs_per_s"] = max(rows[name]["pairs_per_s_all"])
+                    continue
+                row = asdict(result)
+                row["pairs_per_s_all"] = [result.pairs_per_s]
+                if recorder.scores is not None and len(pairs):
+                    row.update(bootstrap(labels, recorder.scores, result.threshold,
+                                         resamples=resamples))
+                rows[name] = row
+                if name == "cascade" and dataset.startswith("event-pairs"):
+                    coverage = cascade_coverage(matcher, pairs)
         results[dataset] = {
             "source": source,
             "n_pairs": len(pairs),
             "n_positive": int(labels.sum()) if len(pairs) else 0,
             "pairs_by_kind": dict(sorted(Counter(p.kind for p in pairs if p.kind).items())),
-            "results": rows,
+            "timed_runs": repeats,
+            "results": list(rows.values()),
             "cascade_coverage": coverage,
         }
     return results
@@ -562,6 +571,46 @@ def _accuracy_table(block: dict[str, Any]) -> str:
     return table + "\n" + "\n".join(ci_lines)
 
 
+def _reading(acc: dict[str, Any]) -> list[str]:
+    """A few facts computed from this run that the tables make easy to miss."""
+    notes: list[str] = []
+    test, dev = _row(acc, "event-pairs test", "cascade"), _row(acc, "event-pairs dev", "cascade")
+    if test and dev:
+        notes.append(
+            f"Cascade F1 is {_fmt(dev['f1'])} on the dev half and {_fmt(test['f1'])} on the "
+            f"held-out test half (ROC AUC {_fmt(dev['roc_auc'])} vs {_fmt(test['roc_auc'])}): "
+            "the gap is what tuning on dev bought, and the test figure is the one to expect on "
+            "new pairs.")
+        kinds = test["accuracy_by_kind"]
+        weak = [f"{k} {v:.2f}" for k, v in sorted(kinds.items(), key=lambda kv: kv[1])
+                if v < 0.8]
+        if weak:
+            notes.append("Test-half kinds under 0.8 accuracy for the cascade: "
+                         + ", ".join(weak) + ".")
+    embedding = _row(acc, "event-pairs test", "embedding")
+    if test and embedding and abs(test["f1"] - embedding["f1"]) < 1e-9:
+        auc = ("; its ROC AUC is higher because the exact and fuzzy stages' scores refine the "
+               "ranking" if test["roc_auc"] > embedding["roc_auc"] else "")
+        notes.append("On the test half the cascade decides as the embedding matcher alone does "
+                     f"(same F1){auc}.")
+    cov = acc.get("event-pairs test", {}).get("cascade_coverage")
+    if cov:
+        notes.append(f"Which cascade stage matched each test pair: true positives "
+                     f"{cov['true_positive'] or 'none'}, false positives "
+                     f"{cov['false_positive'] or 'none'}.")
+    blind = [name for name in ("exact", "fuzzy")
+             if (row := _row(acc, "event-pairs all", name)) and row["recall"] == 0]
+    if blind:
+        dblp = [f"`{name}` {_fmt(row['f1'])}" for name in blind
+                if (row := _row(acc, "dblp-acm", name))]
+        notes.append(" and ".join(f"`{n}`" for n in blind) + " alone find none of the "
+                     "event-pair paraphrases at the default threshold (recall 0): paraphrases "
+                     "are reworded, so the cascade's true matches there come from its embedding "
+                     "stage." + (" On DBLP-ACM titles, mostly near-copies, their F1 is "
+                                 + ", ".join(dblp) + "." if dblp else ""))
+    return (["### Reading the results", "", *(f"- {n}" for n in notes), ""]) if notes else []
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     meta, machine = report["meta"], report["meta"]["machine"]
     acc, thr, emb = report["accuracy"], report["throughput"], report["embedding"]
@@ -600,10 +649,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "Missed: " + ("; ".join(f"{t['target']} on {t['scope']} ({_fmt(t['value'])})"
                                          for t in missed) if missed else "none") + ".", ""]
 
+    lines += _reading(acc)
     lines += ["## 1. Accuracy", "",
               "Precision, recall and F1 at each matcher's default threshold, ROC AUC over its "
-              "scores, pairs/s of `score_pairs` (fresh matcher, models loaded first, text caches "
-              "cleared), and the share of pairs of each kind decided correctly. `raw rapidfuzz` "
+              "scores, pairs/s of `score_pairs` (best of the timed runs, each with fresh matchers, "
+              "models loaded first, text caches cleared), and the share of pairs of each kind decided correctly. `raw rapidfuzz` "
               "and `raw MiniLM cosine` are plain similarity without the event checks. Intervals "
               "are 95% bootstrap percentiles over pairs.", ""]
     titles = {"event-pairs test": "Event pairs, held-out test half (headline)",
