@@ -64,3 +64,44 @@ def test_bench_matchers_on_a_user_file(tmp_path):
     assert result.exit_code == 0, result.output
     names = {r["matcher"] for r in json.loads(out.read_text())}
     assert {"exact", "fuzzy", "raw rapidfuzz"} <= names
+
+
+def test_plan_refuses_and_exits_nonzero():
+    result = CliRunner().invoke(cli, ["plan", "gpt-oss-20b", "--gpu", "A10G"])
+    assert result.exit_code == 2 and "does NOT fit on A10G" in result.output
+    ok = CliRunner().invoke(cli, ["plan", "smollm2-135m-instruct", "--gpu", "A10G", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["fits"] is True
+
+
+def test_train_grpo_from_a_config_file(tmp_path):
+    import pytest
+
+    pytest.importorskip("trl")
+    from psychohistory.training.models import tiny_random_model
+
+    model, tokenizer = tiny_random_model()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    config = tmp_path / "grpo.toml"
+    config.write_text(f"""
+[train]
+model = "{tmp_path / 'model'}"
+cases = "synthetic"
+rewards = ["format", "calibration"]
+output_dir = "{tmp_path / 'run'}"
+max_steps = 1
+num_generations = 2
+per_device_train_batch_size = 2
+max_completion_length = 8
+""")
+    result = run("train", "grpo", "--config", str(config), "--set", "logging_steps=1")
+    assert result.exit_code == 0, result.output
+    assert "trained 1 steps" in result.output
+    assert (tmp_path / "run" / "final" / "adapter_config.json").exists()
+
+
+def test_config_file_must_be_toml_or_yaml(tmp_path):
+    bad = tmp_path / "settings.ini"
+    bad.write_text("x=1")
+    result = CliRunner().invoke(cli, ["train", "grpo", "--config", str(bad)])
+    assert result.exit_code != 0 and ".toml, .yaml or .yml" in result.output

@@ -167,16 +167,201 @@ def bench_rewards(group: int, repeats: int) -> None:
     click.echo(json.dumps(run_reward_benchmark(group=group, repeats=repeats), indent=2))
 
 
+# ---------------------------------------------------------------------- train, generate
+
+
+def _load_config_file(path: Path | None) -> dict[str, Any]:
+    """A TOML or YAML file of settings (a [train] table or top-level keys)."""
+    if path is None:
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    else:
+        raise click.BadParameter(f"{path}: use a .toml, .yaml or .yml file", param_hint="--config")
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: expected a table of settings", param_hint="--config")
+    return dict(data.get("train", data))
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs, values read as JSON when they parse (numbers, lists...)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--set")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@cli.group()
+def train() -> None:
+    """Train a forecaster: `sft` (supervised warm start) or `grpo` (RL with the rewards)."""
+
+
+_train_options = [
+    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+                 path_type=Path), help="TOML or YAML settings file."),
+    click.option("--model", default=None, help="Path, hub name, .gguf or smollm2-135m-instruct."),
+    click.option("--cases", "cases_name", default=None,
+                 help="Cases JSONL or bundled dataset (default: historical, train split)."),
+    click.option("--backend", default=None, help="local (default), accelerate or modal."),
+    click.option("--output-dir", default=None),
+    click.option("--max-steps", type=int, default=None),
+    click.option("--resume", is_flag=True, help="Continue from the last checkpoint."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Any other setting, TRL's included (repeatable)."),
+]
+
+
+def _with_train_options(func: Any) -> Any:
+    for option in reversed(_train_options):
+        func = option(func)
+    return func
+
+
+def _settings(config_file: Path | None, overrides: tuple[str, ...], **flags: Any) -> dict[str, Any]:
+    settings = _load_config_file(config_file)
+    settings.update(_parse_set(overrides))
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    return settings
+
+
+def _cases(name: str | None) -> list[Any]:
+    from psychohistory.datasets import load_dataset
+
+    return load_dataset(name) if name else load_dataset("historical", split="train")
+
+
+@train.command("grpo")
+@_with_train_options
+@click.option("--reward", "rewards", multiple=True, help="Registered reward (repeatable).")
+@click.option("--sft-adapter", default=None, help="Merge this SFT adapter first.")
+def train_grpo(config_file: Path | None, model: str | None, cases_name: str | None,
+               backend: str | None, output_dir: str | None, max_steps: int | None, resume: bool,
+               overrides: tuple[str, ...], rewards: tuple[str, ...],
+               sft_adapter: str | None) -> None:
+    """GRPO with the library's rewards (LoRA r4 by default)."""
+    from psychohistory.training.trainer import Trainer
+
+    settings = _settings(config_file, overrides, output_dir=output_dir, max_steps=max_steps)
+    model = model or settings.pop("model", "smollm2-135m-instruct")
+    rewards_list = list(rewards) or settings.pop("rewards", None)
+    weights = settings.pop("weights", None)
+    matcher = settings.pop("matcher", None)
+    backend = backend or settings.pop("backend", "local")
+    cases = _cases(cases_name or settings.pop("cases", None))
+    sft_adapter = sft_adapter or settings.pop("sft_adapter", None)
+    kwargs: dict[str, Any] = {"config": settings, "backend": backend, "matcher": matcher,
+                              "weights": weights, "sft_adapter": sft_adapter}
+    if rewards_list:
+        kwargs["rewards"] = rewards_list
+    result = Trainer(model, **kwargs).fit(cases, resume=resume)
+    click.echo(f"trained {result.global_step} steps; adapter: {result.adapter_path}")
+
+
+@train.command("sft")
+@_with_train_options
+def train_sft(config_file: Path | None, model: str | None, cases_name: str | None,
+              backend: str | None, output_dir: str | None, max_steps: int | None, resume: bool,
+              overrides: tuple[str, ...]) -> None:
+    """Supervised warm start on ground-truth trees (LoRA r64, alpha 128)."""
+    from psychohistory.training.config import SFTSettings
+    from psychohistory.training.sft import sft
+
+    settings = _settings(config_file, overrides, output_dir=output_dir, max_steps=max_steps)
+    model = model or settings.pop("model", "smollm2-135m-instruct")
+    backend = backend or settings.pop("backend", "local")
+    cases = _cases(cases_name or settings.pop("cases", None))
+    known = set(SFTSettings.__dataclass_fields__)
+    extra = {k: settings.pop(k) for k in list(settings) if k not in known}
+    result = sft(model, cases, settings=SFTSettings(**settings, extra=extra), backend=backend,
+                 resume=resume)
+    click.echo(f"trained {result.global_step} steps; adapter: {result.adapter_path}")
+
+
+@cli.command()
+@click.argument("seed", required=False)
+@click.option("--context", default="", help="Facts known at the seed's date.")
+@click.option("--cases", "cases_name", default=None,
+              help="Generate for every case of a JSONL file or bundled dataset instead.")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True)
+@click.option("--adapter", default=None, help="A LoRA adapter folder (SFT or GRPO).")
+@click.option("--max-new-tokens", default=320, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write {case_id, completion} JSONL (evaluate reads it).")
+def generate(seed: str | None, context: str, cases_name: str | None, model: str,
+             adapter: str | None, max_new_tokens: int, out: Path | None) -> None:
+    """Generate a probability tree for SEED (or for every case of --cases)."""
+    from psychohistory.inference import ProbabilityTreeInference
+
+    if not seed and not cases_name:
+        raise click.UsageError("give a SEED or --cases")
+    inference = ProbabilityTreeInference(model, max_new_tokens=max_new_tokens)
+    inference.load_adapter(adapter, "adapter" if adapter else None)
+    if seed:
+        result = inference.generate_trees([seed], [context])[0]
+        click.echo(result.tree.to_json(indent=2) if result.tree else result.text)
+        if result.tree is None:
+            click.echo(f"unparsable: {result.error}", err=True)
+        return
+    from psychohistory.datasets import load_dataset
+    from psychohistory.demo import generate_for_cases, write_generations
+
+    cases = load_dataset(str(cases_name))
+    generations = generate_for_cases(inference, cases, label="generate", batch_size=8)
+    target = out or Path("trees.jsonl")
+    write_generations(target, cases, generations)
+    parsed = sum(g.tree is not None for g in generations)
+    click.echo(f"wrote {len(cases)} completions ({parsed} parsed) to {target}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--method", type=click.Choice(["grpo", "sft"]), default="grpo", show_default=True)
+@click.option("--lora-rank", default=4, show_default=True)
+@click.option("--quantize", type=click.Choice(["4bit", "bf16", "fp32"]), default=None)
+@click.option("--gpu", default="A10G", show_default=True)
+@click.option("--seq-len", default=1024, show_default=True)
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def plan(model: str, method: str, lora_rank: int, quantize: str | None, gpu: str, seq_len: int,
+         batch_size: int, as_json: bool) -> None:
+    """Estimate peak GPU memory for training MODEL and say whether it fits GPU."""
+    import dataclasses
+
+    from psychohistory.backends.memory import plan_memory
+
+    result = plan_memory(model, method=method, lora_rank=lora_rank, quantize=quantize, gpu=gpu,
+                         seq_len=seq_len, batch_size=batch_size)
+    click.echo(json.dumps(dataclasses.asdict(result), indent=2) if as_json else result.summary())
+    if not result.fits:
+        sys.exit(2)
+
+
 @cli.command()
 @click.option("--cases", "n_cases", default=6, show_default=True,
               help="How many held-out historical cases to forecast.")
 @click.option("--out", "out_dir", default="runs/demo", show_default=True)
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
-def demo(n_cases: int, out_dir: str, model: str) -> None:
-    """The main job: a real model forecasts real events, scored and reported."""
+@click.option("--sft-steps", default=16, show_default=True)
+@click.option("--grpo-steps", default=2, show_default=True)
+def demo(n_cases: int, out_dir: str, model: str, sft_steps: int, grpo_steps: int) -> None:
+    """The main job: baseline forecasts, a short SFT + GRPO run, forecasts again, side by side."""
     from psychohistory.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(n_cases=n_cases, out_dir=out_dir, model=model))
+    run_demo(DemoConfig(n_cases=n_cases, out_dir=out_dir, model=model, sft_steps=sft_steps,
+                        grpo_steps=grpo_steps))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -192,6 +192,9 @@ def _extract_json_object(text: str, *, max_nesting: int) -> dict[str, Any]:
     Candidates are the balanced top-level ``{...}`` spans (strings respected); each is decoded
     once. A span that parses and has ``children`` wins over one that merely parses.
     """
+    fast = _fast_path(text, max_nesting)
+    if fast is not None:
+        return fast
     candidates = list(_object_spans(text, max_nesting))
     if not candidates:
         if "{" in text:
@@ -215,6 +218,36 @@ def _extract_json_object(text: str, *, max_nesting: int) -> dict[str, Any]:
     if parsed:
         return parsed[0]
     raise TreeParseError(first_error or "no JSON object found in the output")
+
+
+def _fast_path(text: str, max_nesting: int) -> dict[str, Any] | None:
+    """The common case in C speed: the text between the first '{' and the last '}' is the tree.
+
+    Anything unusual (no such span, invalid JSON, no ``children``, deep nesting) falls back
+    to the linear scanner, which finds the right object and the right error message.
+    """
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    chunk = text[start:end + 1]
+    if chunk.count("{") > 2 * max_nesting and _nesting(chunk) > max_nesting:
+        return None
+    try:
+        value = json.loads(chunk, parse_constant=_reject_constant)
+    except (TreeParseError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and "children" in value else None
+
+
+def _nesting(chunk: str) -> int:
+    depth = deepest = 0
+    for ch in chunk:
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth -= 1
+    return deepest
 
 
 def _reject_constant(name: str) -> Any:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from psychohistory.cases import Case
+from psychohistory.errors import TreeParseError
+from psychohistory.tree import ProbabilityTree, TreeLimits, parse_tree
 
 logger = logging.getLogger("psychohistory.rewards")
 
@@ -24,6 +27,25 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, dict):
         return str(completion.get("content", ""))
     return str(completion)
+
+
+@lru_cache(maxsize=8192)
+def _parse_cached(text: str, limits: TreeLimits | None, seed: str) -> ProbabilityTree | TreeParseError:
+    try:
+        return parse_tree(text, limits=limits, seed=seed)
+    except TreeParseError as exc:
+        return exc
+
+
+def parse_completion(text: str, *, limits: TreeLimits | None, seed: str) -> ProbabilityTree:
+    """``parse_tree``, memoised: the rewards of one step parse each completion once.
+
+    The returned tree is shared between callers; treat it as read-only.
+    """
+    result = _parse_cached(text, limits, seed)
+    if isinstance(result, TreeParseError):
+        raise result
+    return result
 
 
 def as_case(value: Any) -> Case:

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from psychohistory.matching.base import Matcher
-from psychohistory.rewards.base import Reward, completion_text, logger
+from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
 from psychohistory.rewards.tree_reward import DEFAULT_MALFORMED_PENALTY, _build_matcher
-from psychohistory.tree import ProbabilityTree, TreeLimits, TreeParseError, parse_tree
+from psychohistory.tree import ProbabilityTree, TreeLimits, TreeParseError
 
 
 class DiversityReward(Reward):
@@ -41,8 +41,8 @@ class DiversityReward(Reward):
         for completion in completions:
             try:
                 # the seed plays no part here, so a placeholder fills a missing one
-                trees.append(parse_tree(completion_text(completion), limits=self.limits,
-                                        seed="(seed)"))
+                trees.append(parse_completion(completion_text(completion), limits=self.limits,
+                                              seed="(seed)"))
                 self.last_reasons.append(None)
             except TreeParseError as exc:
                 logger.info("diversity: malformed completion: %s", exc)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from psychohistory.errors import TreeParseError
-from psychohistory.rewards.base import Reward, completion_text, logger
-from psychohistory.tree import TreeLimits, parse_tree
+from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
+from psychohistory.tree import TreeLimits
 
 
 class FormatReward(Reward):
@@ -33,7 +33,7 @@ class FormatReward(Reward):
         self.last_reasons = []
         for completion in completions:
             try:
-                parse_tree(completion_text(completion), limits=self.limits, seed="(seed)")
+                parse_completion(completion_text(completion), limits=self.limits, seed="(seed)")
             except TreeParseError as exc:
                 logger.info("format penalty: %s", exc)
                 self.last_reasons.append(str(exc))

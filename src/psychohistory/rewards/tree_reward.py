@@ -11,8 +11,8 @@ from psychohistory.cases import Case
 from psychohistory.errors import TreeParseError
 from psychohistory.matching.base import Matcher
 from psychohistory.resolution import Resolution, resolve_many
-from psychohistory.rewards.base import Reward, completion_text, logger
-from psychohistory.tree import ProbabilityTree, TreeLimits, parse_tree
+from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
+from psychohistory.tree import ProbabilityTree, TreeLimits
 
 DEFAULT_MALFORMED_PENALTY = -1.0
 
@@ -71,7 +71,7 @@ class TreeReward(Reward):
         self.last_reasons = []
         for text, case in zip(texts, cases, strict=True):
             try:
-                trees.append(parse_tree(text, limits=self.limits, seed=case.seed))
+                trees.append(parse_completion(text, limits=self.limits, seed=case.seed))
                 self.last_reasons.append(None)
             except TreeParseError as exc:
                 logger.info("%s: malformed completion for case %s: %s", self.name, case.id, exc)
