@@ -147,3 +147,16 @@ def test_sft_then_grpo_and_hot_swapped_inference(tmp_path):
     assert len(outputs) == 1 and outputs[0].text is not None
     with pytest.raises(ConfigError, match="already loaded"):
         inference.load_adapter(grpo.adapter_path, "sft")
+
+
+def test_ground_truth_loss_and_perplexity():
+    import math
+
+    from psychohistory.training.loss import ground_truth_loss
+
+    model, tokenizer = tiny_random_model()
+    result = ground_truth_loss(model, tokenizer, CASES)
+    assert result.tokens > 50
+    # a random-init model is close to uniform over the vocabulary
+    assert abs(result.loss - math.log(len(tokenizer))) < 1.0
+    assert result.perplexity == pytest.approx(math.exp(result.loss))

@@ -76,10 +76,16 @@ def run_demo(config: DemoConfig | None = None) -> list[Any]:
     evaluator = TreeEvaluator(matcher="cascade")
 
     def forecast(inference: Any, label: str) -> Any:
+        from psychohistory.training.loss import ground_truth_loss
+
         generations = generate_for_cases(inference, test_cases, label=label,
                                          batch_size=config.batch_size)
         write_generations(out / f"{label}_trees.jsonl", test_cases, generations)
-        return evaluator.evaluate_many([g.tree for g in generations], test_cases, label=label)
+        report = evaluator.evaluate_many([g.tree for g in generations], test_cases, label=label)
+        with inference.active_adapter():
+            gt = ground_truth_loss(inference.model, inference.tokenizer, test_cases)
+        report.extra.update({"loss (real trees)": gt.loss, "perplexity (real trees)": gt.perplexity})
+        return report
 
     model, tokenizer = load_model(config.model)
     reports = [forecast(ProbabilityTreeInference(model, tokenizer=tokenizer,

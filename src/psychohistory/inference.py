@@ -88,7 +88,8 @@ class ProbabilityTreeInference:
         self.active = name
         return name
 
-    def _generation_context(self) -> Any:
+    def active_adapter(self) -> Any:
+        """A context in which ``self.model`` computes with the active adapter (or none)."""
         import contextlib
 
         if self.active is None and hasattr(self.model, "disable_adapter"):
@@ -111,7 +112,7 @@ class ProbabilityTreeInference:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         self.model.eval()
-        with torch.no_grad(), self._generation_context():
+        with torch.no_grad(), self.active_adapter():
             out = self.model.generate(**enc, **kwargs)
         return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
