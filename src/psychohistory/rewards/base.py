@@ -67,10 +67,28 @@ class Reward:
     """
 
     name = "reward"
+    limits: TreeLimits | None = None
 
     def __init__(self) -> None:
         self.__name__ = self.name
         self.last_reasons: list[str | None] = []
+
+    def parse_all(self, completions: list[Any], seeds: list[str] | None = None
+                  ) -> tuple[list[str], list[ProbabilityTree | None]]:
+        """Texts and trees (``None`` where unparsable, the reason in ``last_reasons``)."""
+        texts = [completion_text(c) for c in completions]
+        seeds = seeds or ["(seed)"] * len(texts)  # a placeholder where the seed plays no part
+        trees: list[ProbabilityTree | None] = []
+        self.last_reasons = []
+        for text, seed in zip(texts, seeds, strict=True):
+            try:
+                trees.append(parse_completion(text, limits=self.limits, seed=seed))
+                self.last_reasons.append(None)
+            except TreeParseError as exc:
+                logger.info("%s: malformed completion: %s", self.name, exc)
+                trees.append(None)
+                self.last_reasons.append(str(exc))
+        return texts, trees
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         raise NotImplementedError

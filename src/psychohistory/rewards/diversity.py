@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from psychohistory.matching.base import Matcher
-from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
-from psychohistory.rewards.tree_reward import DEFAULT_MALFORMED_PENALTY, _build_matcher
-from psychohistory.tree import ProbabilityTree, TreeLimits, TreeParseError
+from psychohistory.resolution import Resolution
+from psychohistory.rewards.tree_reward import TreeReward
+from psychohistory.tree import ProbabilityTree
 
 
-class DiversityReward(Reward):
+class DiversityReward(TreeReward):
     """``-(duplicate siblings) / (nodes)``: 0 for a tree of distinct events, towards -1 for copies.
 
     Two siblings are duplicates when the matcher would match them. Probabilities play no
@@ -27,27 +26,8 @@ class DiversityReward(Reward):
 
     name = "diversity"
 
-    def __init__(self, *, matcher: Matcher | str | None = None,
-                 malformed_penalty: float = DEFAULT_MALFORMED_PENALTY,
-                 limits: TreeLimits | None = None) -> None:
-        super().__init__()
-        self.matcher = _build_matcher(matcher)
-        self.malformed_penalty = float(malformed_penalty)
-        self.limits = limits
-
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
-        trees: list[ProbabilityTree | None] = []
-        self.last_reasons = []
-        for completion in completions:
-            try:
-                # the seed plays no part here, so a placeholder fills a missing one
-                trees.append(parse_completion(completion_text(completion), limits=self.limits,
-                                              seed="(seed)"))
-                self.last_reasons.append(None)
-            except TreeParseError as exc:
-                logger.info("diversity: malformed completion: %s", exc)
-                trees.append(None)
-                self.last_reasons.append(str(exc))
+        _, trees = self.parse_all(completions)
         groups = [self._sibling_groups(t) for t in trees]
         texts = list(dict.fromkeys(s for g in groups for group in g for s in group))
         scores = self.matcher.score(texts, texts) if texts else np.zeros((0, 0))
@@ -61,6 +41,9 @@ class DiversityReward(Reward):
             dupes = sum(_duplicates(g, scores, index, self.matcher.threshold) for g in tree_groups)
             out.append(round(-dupes / n, 12) if n else 0.0)
         return out
+
+    def score(self, resolution: Resolution) -> float:  # pragma: no cover - not resolution-based
+        raise NotImplementedError("diversity looks at the tree, not its resolution")
 
     @staticmethod
     def _sibling_groups(tree: ProbabilityTree | None) -> list[list[str]]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from psychohistory.errors import TreeParseError
-from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
+from psychohistory.rewards.base import Reward
 from psychohistory.tree import TreeLimits
 
 
@@ -29,16 +28,5 @@ class FormatReward(Reward):
         self.limits = limits
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
-        rewards: list[float | None] = []
-        self.last_reasons = []
-        for completion in completions:
-            try:
-                parse_completion(completion_text(completion), limits=self.limits, seed="(seed)")
-            except TreeParseError as exc:
-                logger.info("format penalty: %s", exc)
-                self.last_reasons.append(str(exc))
-                rewards.append(self.penalty)
-            else:
-                self.last_reasons.append(None)
-                rewards.append(1.0)
-        return rewards
+        _, trees = self.parse_all(completions)
+        return [self.penalty if tree is None else 1.0 for tree in trees]

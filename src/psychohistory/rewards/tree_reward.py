@@ -8,10 +8,9 @@ from collections import OrderedDict
 from typing import Any
 
 from psychohistory.cases import Case
-from psychohistory.errors import TreeParseError
 from psychohistory.matching.base import Matcher
 from psychohistory.resolution import Resolution, resolve_many
-from psychohistory.rewards.base import Reward, completion_text, logger, parse_completion
+from psychohistory.rewards.base import Reward
 from psychohistory.tree import ProbabilityTree, TreeLimits
 
 DEFAULT_MALFORMED_PENALTY = -1.0
@@ -65,23 +64,9 @@ class TreeReward(Reward):
         self.malformed_penalty = float(malformed_penalty)
         self.limits = limits
 
-    def parse(self, completions: list[Any], cases: list[Case]) -> tuple[list[str], list[ProbabilityTree | None]]:
-        texts = [completion_text(c) for c in completions]
-        trees: list[ProbabilityTree | None] = []
-        self.last_reasons = []
-        for text, case in zip(texts, cases, strict=True):
-            try:
-                trees.append(parse_completion(text, limits=self.limits, seed=case.seed))
-                self.last_reasons.append(None)
-            except TreeParseError as exc:
-                logger.info("%s: malformed completion for case %s: %s", self.name, case.id, exc)
-                trees.append(None)
-                self.last_reasons.append(str(exc))
-        return texts, trees
-
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         cases = self._cases(kwargs, len(completions))
-        texts, trees = self.parse(completions, cases)
+        texts, trees = self.parse_all(completions, [case.seed for case in cases])
         resolutions = resolve_group(texts, cases, trees, self.matcher)
         return [self.malformed_penalty if r is None else self.score(r) for r in resolutions]
 
