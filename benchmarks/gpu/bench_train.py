@@ -206,6 +206,7 @@ def run_one(name: str, *, tokenizer_dir: Path, grpo_steps: int, sft_steps: int,
             record["completion_tokens_per_step_mean"] = statistics.fmean(
                 t * per_step for t in tokens)
             record["completion_tokens_per_s"] = sum(t * per_step for t in tokens) / sum(measured)
+        record["trl_step_time_by_step"] = {s: e.get("step_time") for s, e in logs.items()}
         rewards = [e.get("reward") for e in logs.values() if e.get("reward") is not None]
         record["reward_mean"] = statistics.fmean(rewards) if rewards else None
     else:
@@ -253,9 +254,10 @@ def markdown(payload: dict[str, Any]) -> str:
                                     "accelerate", "bitsandbytes", "python")),
         "- model: random init of SmolLM2-135M-Instruct's exact config (LlamaForCausalLM, 30 "
         "layers, hidden 576, vocab 49152, tied; 134.5M params) with its tokenizer; bf16 on "
-        "CUDA (4bit: NF4 + double quant, bf16 compute, via `load_model`, which also runs "
-        "peft's `prepare_model_for_kbit_training`: gradient checkpointing on, non-quantized "
-        "weights in fp32)",
+        "CUDA (4bit: NF4 + double quant, bf16 compute, via `load_model`, then peft's "
+        "`prepare_model_for_kbit_training`, which keeps non-quantized weights in fp32); "
+        "TRL 1.16's GRPOConfig and SFTConfig default to gradient checkpointing on, and the "
+        "library does not change that, so every run here has it on",
         "- GRPO: `Trainer(model, rewards=['calibration','diversity','format'], "
         "config=TrainerConfig(num_generations=G, per_device_train_batch_size=G, "
         "max_completion_length=256, logging_steps=1))` on `load_dataset('historical')`; "

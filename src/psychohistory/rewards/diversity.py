@@ -37,7 +37,7 @@ class DiversityReward(TreeReward):
             if tree is None:
                 out.append(self.malformed_penalty)
                 continue
-            n = sum(len(g) for g in tree_groups)
+            n = len(tree)
             dupes = sum(_duplicates(g, scores, index, self.matcher.threshold) for g in tree_groups)
             out.append(round(-dupes / n, 12) if n else 0.0)
         return out
