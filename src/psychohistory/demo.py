@@ -6,8 +6,8 @@
 4. The trained model writes trees for the same held-out cases; both are scored by the cascade
    matcher and reported side by side (table, JSON, Markdown, reliability and per-depth plots).
 
-On the 2-core CPU this takes about ten minutes; the steps are few, so expect format and
-coverage to move more than calibration. Real runs belong on a GPU (``docs/training.md``).
+On the 2-core CPU this takes about ten minutes (8 SFT steps, 1 GRPO step: a CPU fits little
+more); the steps are few, so expect format and coverage to move more than calibration. Real runs belong on a GPU (``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ class DemoConfig:
     model: str = "smollm2-135m-instruct"
     max_new_tokens: int = 256
     batch_size: int = 6
-    sft_steps: int = 16
-    grpo_steps: int = 2
-    grpo_completion_tokens: int = 160
+    sft_steps: int = 8
+    sft_batch_size: int = 2
+    grpo_steps: int = 1
+    grpo_completion_tokens: int = 128
 
     def __post_init__(self) -> None:
         if self.n_cases < 1:
@@ -112,6 +113,7 @@ def _train(config: DemoConfig, cases: list[Case], out: Path, console: Any) -> An
         console.print(f"[bold]SFT[/]: {config.sft_steps} steps, LoRA r64, on real trees")
         sft_adapter = sft(config.model, cases, settings=SFTSettings(
             output_dir=str(out / "sft"), max_steps=config.sft_steps, max_length=768,
+            per_device_train_batch_size=config.sft_batch_size,
             save_steps=max(1, config.sft_steps), logging_steps=4)).adapter_path
     grpo_adapter = None
     if config.grpo_steps:
