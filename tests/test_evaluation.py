@@ -58,3 +58,13 @@ def test_load_trees_reports_bad_records(tmp_path, brexit_case):
     trees, _cases, skipped = load_trees(path, [brexit_case])
     assert len(trees) == 3 and trees[1] is None and trees[2] == TREE
     assert [s.split(":")[1] for s in skipped] == ["2", "3"]
+
+
+def test_coverage_is_attributed_to_the_cascade_method(brexit_case):
+    tree = parse_tree(json.dumps({"seed": "S", "children": [
+        {"event": "David Cameron announces his resignation", "probability": 0.9},
+        {"event": "The pound falls to a 31-year low against the US dollar", "probability": 0.8}]}))
+    m = ph.TreeEvaluator(matcher=ph.get_matcher("cascade", embedding=False)).evaluate(tree, brexit_case)
+    assert m.coverage_by_method["exact"] == pytest.approx(1 / 3)
+    assert m.coverage_by_method["fuzzy"] == pytest.approx(1 / 3)
+    assert m.coverage_by_method["none"] == pytest.approx(1 / 3)

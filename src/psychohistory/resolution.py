@@ -20,50 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from psychohistory.cases import Case, Outcome
-from psychohistory.matching.base import Match, Matcher, assign
+from psychohistory.matching.base import Matcher, Stage, stage_matches
 from psychohistory.tree import NodeView, ProbabilityTree
 
 __all__ = ["Resolution", "ResolvedNode", "Stage", "resolve", "resolve_many", "stage_matches"]
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One matching method's scores over (distinct predicted texts x outcomes)."""
-
-    method: str
-    scores: np.ndarray
-    threshold: float
-
-
 def matcher_stages(matcher: Matcher, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
-    """The matcher's stages: a cascade reports each method, a plain matcher one."""
+    """The matcher's stages (plugin matchers without ``stage_scores`` count as one stage)."""
     stages = getattr(matcher, "stage_scores", None)
     if stages is not None:
         return list(stages(predicted, actual))
     return [Stage(matcher.name, matcher.score(predicted, actual), matcher.threshold)]
-
-
-def stage_matches(stages: Sequence[Stage], rows: Sequence[int], cols: Sequence[int]) -> list[Match]:
-    """One-to-one matches of ``rows`` to ``cols``, stage by stage, on precomputed scores.
-
-    Rows may repeat (a tree can state one event twice); each repeat is its own candidate.
-    Returned indices are positions in ``rows`` and values of ``cols``.
-    """
-    left = list(range(len(rows)))
-    right = list(cols)
-    matches: list[Match] = []
-    for stage in stages:
-        if not left or not right:
-            break
-        sub = stage.scores[np.ix_([rows[i] for i in left], right)]
-        found = assign(sub, stage.threshold, method=stage.method)
-        for m in found:
-            matches.append(Match(left[m.predicted], right[m.actual], m.score, m.method))
-        taken_left = {left[m.predicted] for m in found}
-        taken_right = {right[m.actual] for m in found}
-        left = [i for i in left if i not in taken_left]
-        right = [j for j in right if j not in taken_right]
-    return matches
 
 
 @dataclass(frozen=True)

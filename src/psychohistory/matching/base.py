@@ -46,6 +46,38 @@ def assign(scores: np.ndarray, threshold: float, *, method: str) -> list[Match]:
     ]
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One matching method's scores over (distinct predicted texts x outcomes)."""
+
+    method: str
+    scores: np.ndarray
+    threshold: float
+
+
+def stage_matches(stages: Sequence[Stage], rows: Sequence[int], cols: Sequence[int]) -> list[Match]:
+    """One-to-one matches of ``rows`` to ``cols``, stage by stage, on precomputed scores.
+
+    Rows may repeat (a tree can state one event twice); each repeat is its own candidate.
+    Returned indices are positions in ``rows`` and values of ``cols``.
+    """
+    left = list(range(len(rows)))
+    right = list(cols)
+    matches: list[Match] = []
+    for stage in stages:
+        if not left or not right:
+            break
+        sub = stage.scores[np.ix_([rows[i] for i in left], right)]
+        found = assign(sub, stage.threshold, method=stage.method)
+        for m in found:
+            matches.append(Match(left[m.predicted], right[m.actual], m.score, m.method))
+        taken_left = {left[m.predicted] for m in found}
+        taken_right = {right[m.actual] for m in found}
+        left = [i for i in left if i not in taken_left]
+        right = [j for j in right if j not in taken_right]
+    return matches
+
+
 class Matcher:
     """Scores how likely each predicted event is the same real-world event as each actual one.
 
@@ -77,6 +109,10 @@ class Matcher:
         """One-to-one matches scoring at least ``threshold`` (default: the matcher's own)."""
         limit = self.threshold if threshold is None else threshold
         return assign(self.score(predicted, actual), limit, method=self.name)
+
+    def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
+        """Scores per matching method; a plain matcher has one stage, a cascade several."""
+        return [Stage(self.name, self.score(predicted, actual), self.threshold)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold})"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from psychohistory.errors import ConfigError
-from psychohistory.matching.base import Match, Matcher, assign
+from psychohistory.matching.base import Match, Matcher, Stage, stage_matches
 from psychohistory.matching.exact import ExactMatcher
 from psychohistory.matching.fuzzy import FuzzyMatcher
 
@@ -88,16 +88,22 @@ class CascadeMatcher(Matcher):
         return calibrate(raw_score(predicted, actual), stage.threshold) if raw_score else \
             calibrate(stage.score(predicted, actual), stage.threshold)
 
-    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        best = self.score_without_llm(predicted, actual)
-        if self.llm is not None and best.size:
-            undecided = self._undecided(predicted, actual, best)
-            if undecided:
-                verdicts = self.llm.judge_pairs(  # type: ignore[attr-defined]
+    def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
+        """Each method's scores; the LLM's only on the pairs the cheap stages left undecided."""
+        stages = [Stage(s.name, s.score(predicted, actual), s.threshold) for s in self.stages]
+        if self.llm is not None:
+            verdicts = np.zeros((len(predicted), len(actual)))
+            if verdicts.size:
+                undecided = self._undecided(predicted, actual, _best(stages))
+                answers = self.llm.judge_pairs(  # type: ignore[attr-defined]
                     [(predicted[i], actual[j]) for i, j in undecided])
-                for (i, j), verdict in zip(undecided, verdicts, strict=True):
-                    best[i, j] = verdict
-        return best
+                for (i, j), verdict in zip(undecided, answers, strict=True):
+                    verdicts[i, j] = verdict
+            stages.append(Stage("llm", verdicts, self.llm.threshold))
+        return stages
+
+    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        return _best(self.stage_scores(predicted, actual), (len(predicted), len(actual)))
 
     def _undecided(self, predicted: Sequence[str], actual: Sequence[str],
                    decided: np.ndarray) -> list[tuple[int, int]]:
@@ -111,41 +117,10 @@ class CascadeMatcher(Matcher):
     def match(
         self, predicted: Sequence[str], actual: Sequence[str], *, threshold: float | None = None
     ) -> list[Match]:
-        left = list(range(len(predicted)))
-        right = list(range(len(actual)))
-        matches: list[Match] = []
-        stages: list[Matcher] = list(self.stages) + ([self.llm] if self.llm is not None else [])
-        for stage in stages:
-            if not left or not right:
-                break
-            sub_pred = [predicted[i] for i in left]
-            sub_act = [actual[j] for j in right]
-            if stage is self.llm:
-                scores = np.zeros((len(left), len(right)))
-                undecided = self._undecided(sub_pred, sub_act,
-                                            self.score_without_llm(sub_pred, sub_act))
-                verdicts = stage.judge_pairs(  # type: ignore[attr-defined]
-                    [(sub_pred[i], sub_act[j]) for i, j in undecided])
-                for (i, j), verdict in zip(undecided, verdicts, strict=True):
-                    scores[i, j] = verdict
-            else:
-                scores = stage.score(sub_pred, sub_act)
-            for m in assign(scores, stage.threshold, method=stage.name):
-                matches.append(Match(left[m.predicted], right[m.actual], m.score, m.method))
-            used_left = {m.predicted for m in matches}
-            used_right = {m.actual for m in matches}
-            left = [i for i in left if i not in used_left]
-            right = [j for j in right if j not in used_right]
-        return sorted(matches, key=lambda m: m.predicted)
-
-    def score_without_llm(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        """The best calibrated score of the exact, fuzzy and embedding stages."""
-        best = np.zeros((len(predicted), len(actual)))
-        if not predicted or not actual:
-            return best
-        for stage in self.stages:
-            best = np.maximum(best, calibrate(stage.score(predicted, actual), stage.threshold))
-        return best
+        """Stage by stage: each match records the cheapest method that found it."""
+        stages = self.stage_scores(predicted, actual)
+        found = stage_matches(stages, list(range(len(predicted))), list(range(len(actual))))
+        return sorted(found, key=lambda m: m.predicted)
 
     @staticmethod
     def coverage(matches: Sequence[Match]) -> dict[str, int]:
@@ -154,6 +129,15 @@ class CascadeMatcher(Matcher):
 
     def __repr__(self) -> str:
         return f"CascadeMatcher(methods={self.methods})"
+
+
+def _best(stages: Sequence[Stage], shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The highest calibrated score over stages (each stage's threshold maps to 0.5)."""
+    best = np.zeros(shape if shape is not None else stages[0].scores.shape)
+    for stage in stages:
+        if stage.scores.size:
+            best = np.maximum(best, calibrate(stage.scores, stage.threshold))
+    return best
 
 
 def _embedding_stage(options: dict[str, Any]) -> Matcher | None:
