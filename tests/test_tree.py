@@ -157,3 +157,30 @@ def test_valid_trees_parse_and_truncations_fail_cleanly(children, cut):
     if cut:
         with contextlib.suppress(TreeParseError):
             parse_tree(text[:-cut])
+
+
+def test_repair_truncated_keeps_the_complete_nodes():
+    from psychohistory.tree import repair_truncated
+
+    text = json.dumps(GOOD)
+    cut = text[: text.index("The pound") + 5]
+    repaired = repair_truncated(cut)
+    assert [v.node.event for v in repaired.iter_nodes()] == [
+        "David Cameron resigns", "Theresa May becomes prime minister"]
+    assert repair_truncated(text) is None  # complete: nothing to repair
+    assert repair_truncated("no JSON") is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(node, min_size=1, max_size=3), st.integers(1, 400))
+def test_repair_never_raises_and_only_keeps_real_nodes(children, cut):
+    from psychohistory.tree import repair_truncated
+
+    text = json.dumps({"seed": "S", "children": children})
+    repaired = repair_truncated(text[:-cut] if cut < len(text) else text[:1])
+    if repaired is not None:
+        def events(nodes):
+            return {n["event"].strip() for n in nodes} | {
+                e for n in nodes for e in events(n["children"])}
+
+        assert {v.node.event for v in repaired.iter_nodes()} <= events(children)

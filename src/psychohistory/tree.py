@@ -25,6 +25,7 @@ __all__ = [
     "TreeLimits",
     "TreeParseError",
     "parse_tree",
+    "repair_truncated",
     "tree_from_dict",
 ]
 
@@ -176,6 +177,55 @@ def parse_tree(
         )
     data = _extract_json_object(text, max_nesting=4 * limits.max_depth + 8)
     return _build_tree(data, limits, seed)
+
+
+def repair_truncated(text: str, *, limits: TreeLimits | None = None, seed: str | None = None,
+                     tries: int = 20) -> ProbabilityTree | None:
+    """The complete part of a tree cut off mid-way (output that hit its token limit).
+
+    Cuts back to the last closed node and closes what is still open. ``None`` when nothing
+    valid remains. Rewards use it to tell "too long" from "not a tree at all".
+
+    >>> t = repair_truncated('{"seed": "S", "children": [{"event": "A", "probability": 0.5}, {"ev')
+    >>> [n.node.event for n in t.iter_nodes()]
+    ['A']
+    """
+    limits = limits or DEFAULT_LIMITS
+    if not isinstance(text, str) or len(text) > limits.max_input_chars:
+        return None
+    start = text.find("{")
+    if start < 0:
+        return None
+    # after each '}' or ']': the brackets still open there, innermost last
+    cuts: list[tuple[int, str]] = []
+    stack: list[str] = []
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack:
+                break
+            stack.pop()
+            if not stack:
+                return None  # the object closed: not truncated, nothing to repair
+            cuts.append((i + 1, "".join(reversed(stack))))
+    for end, closers in reversed(cuts[-tries:]):
+        try:
+            return parse_tree(text[start:end] + closers, limits=limits, seed=seed)
+        except TreeParseError:
+            continue
+    return None
 
 
 def tree_from_dict(data: Any, *, limits: TreeLimits | None = None,
