@@ -84,7 +84,7 @@ def gpu_name() -> str:
         return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                                "--format=csv,noheader"], capture_output=True, text=True,
                               timeout=30).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:
         import torch
 
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"

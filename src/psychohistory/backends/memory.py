@@ -11,9 +11,11 @@ Peak GPU memory of LoRA training is estimated from the model's shape:
 * **generation** (GRPO) - the KV cache of the whole group;
 * a fixed **overhead** for the CUDA context and allocator slack.
 
-The constants were calibrated against peaks measured on an H100 (see
-``benchmarks/results/memory_planner.md``); every backend calls :func:`plan_memory` first and
-refuses a run that cannot fit.
+The constants were calibrated against peaks measured on the device for three shapes
+(``benchmarks/results/memory_planner.md``): the estimate is the peak the allocator reserves plus
+the CUDA context. Gradient checkpointing (TRL's default) lowers the real peak, so without it
+the planner errs on the safe side. Every backend calls :func:`plan_memory` first and refuses a
+run that cannot fit.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ GPUS: dict[str, float] = {
     "A100": 39.4, "A100-80GB": 79.1, "H100": 79.1, "H200": 139.8, "B200": 178.0, "CPU": float("inf"),
 }
 
-# calibration (benchmarks/results/memory_planner.md): bytes per token per layer per hidden unit
-# kept for backward, fp32 logits copies, allocator overhead
-ACTIVATION_FACTOR = 34.0
-LOGIT_COPIES = 3.0
+# Calibrated on peaks measured on the device (benchmarks/results/memory_planner.md): per token
+# and layer, bf16 activations kept for backward of ~10 hidden-sized and ~4 intermediate-sized
+# tensors (linear inputs, attention, norms, the gated MLP); per token, ~24 bytes per vocabulary
+# entry for the logits (bf16 logits, fp32 upcast, softmax and gradient); the CUDA context.
+ACTIVATION_HIDDEN = 10.0
+ACTIVATION_INTERMEDIATE = 4.0
+LOGIT_BYTES = 24.0
 OVERHEAD_GIB = 0.6
 BYTES = {None: 2.0, "bf16": 2.0, "fp32": 4.0, "4bit": 0.5625}
 METHODS = ("grpo", "sft")
@@ -169,12 +174,12 @@ def plan_memory(
     weights = shape.n_params * BYTES[quantize] / GIB
     lora_state = lora * 16 / GIB
     tokens = seq_len * batch_size
-    per_layer = ACTIVATION_FACTOR * shape.hidden * 2  # bf16 activations
-    if shape.experts > 1:  # routed tokens pass through active experts' intermediate tensors
-        per_layer += 2 * 2 * shape.active_experts * shape.intermediate
+    # a token passes through its active experts only (MoE), each with its own intermediate
+    intermediate = shape.intermediate * shape.active_experts
+    per_layer = 2 * (ACTIVATION_HIDDEN * shape.hidden + ACTIVATION_INTERMEDIATE * intermediate)
     layers_kept = (shape.layers ** 0.5) if gradient_checkpointing else shape.layers
     activations = tokens * per_layer * layers_kept / GIB
-    logits = tokens * shape.vocab * 4 * LOGIT_COPIES / GIB
+    logits = tokens * shape.vocab * LOGIT_BYTES / GIB
     breakdown = {"weights": weights, "lora+optimizer": lora_state, "activations": activations,
                  "logits": logits}
     if method == "grpo":
