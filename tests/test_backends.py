@@ -161,3 +161,10 @@ def test_accelerate_backend_launches_real_processes(tmp_path, tiny_model_dir):
     result = trainer.fit(CASES)
     assert result.global_step == 1
     assert (Path(result.adapter_path) / "adapter_config.json").exists()
+
+
+@pytest.mark.skipif(not MEASURED.exists(), reason="no GPU measurements recorded yet")
+def test_planner_counts_lora_parameters_like_peft():
+    data = json.loads(MEASURED.read_text())
+    for result in data["results"]:
+        assert KNOWN_SHAPES[result["model"]].lora_params(4) == result["lora_trainable_params"]

@@ -45,7 +45,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 GIB = 1024**3
 RUNS = {  # name: (method, num_generations or batch, quantize)
@@ -63,8 +63,8 @@ REWARDS = ["calibration", "diversity", "format"]
 class StepTimer:
     """A transformers callback: wall time at train begin and at each optimizer step's end."""
 
-    times: list[float] = []
-    begin: float | None = None
+    times: ClassVar[list[float]] = []
+    begin: ClassVar[float | None] = None
 
     def _sync(self) -> None:
         import torch
@@ -105,7 +105,7 @@ def gpu_name() -> str:
         return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                                "--format=csv,noheader"], capture_output=True, text=True,
                               timeout=30).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:
         return "cpu"
 
 
@@ -122,10 +122,7 @@ def random_model(tokenizer_dir: Path, *, smoke: bool) -> tuple[Any, Any]:
         config.num_hidden_layers = 2
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    if smoke:
-        model = model.float()
-    else:
-        model = model.to(device="cuda", dtype=torch.bfloat16)
+    model = model.float() if smoke else model.to(device="cuda", dtype=torch.bfloat16)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
@@ -304,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             record = run_one(args.one, tokenizer_dir=Path(args.tokenizer),
                              grpo_steps=args.grpo_steps, sft_steps=args.sft_steps,
                              completion_length=args.completion_length, smoke=args.smoke_cpu)
-        except Exception as exc:  # noqa: BLE001 - recorded, the other runs go on
+        except Exception as exc:
             traceback.print_exc()
             record = {"run": args.one, "error": f"{type(exc).__name__}: {exc}"[:300]}
         Path(args.json).write_text(json.dumps(record, indent=2, default=str))

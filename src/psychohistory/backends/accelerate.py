@@ -76,6 +76,10 @@ class AccelerateBackend:
 
     def _launch(self, job: Path) -> dict[str, Any]:
         env = {**os.environ, **SAFE_ENV}
+        if not self.cpu and self.num_processes is not None and "CUDA_VISIBLE_DEVICES" not in env:
+            # one GPU per process: a process that sees more GPUs would fall back to
+            # DataParallel, which TRL refuses
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(self.num_processes))
         done = subprocess.run(self.command(job), env=env)
         if done.returncode != 0:
             raise RuntimeError(f"accelerate launch failed with exit code {done.returncode} "

@@ -62,10 +62,14 @@ class ModelShape:
     active_experts: int = 1
 
     def lora_params(self, rank: int) -> float:
-        """LoRA parameters on every linear layer: ``rank * (in + out)`` each, experts included."""
+        """LoRA parameters on every linear layer: ``rank * (in + out)`` each.
+
+        Mixture-of-experts models keep their experts in fused 3-D parameters, which peft's
+        ``all-linear`` does not wrap (nor the router): there LoRA covers attention only.
+        """
         h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
         attention = (h + q) + 2 * (h + kv) + (q + h)
-        mlp = 3 * (h + self.intermediate) * self.experts
+        mlp = 3 * (h + self.intermediate) if self.experts == 1 else 0
         return float(rank * self.layers * (attention + mlp))
 
 
