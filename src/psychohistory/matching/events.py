@@ -3,7 +3,8 @@
 "The Bank of England cuts rates" and "The Bank of England raises rates" share almost every
 word and sit close in embedding space, yet they are different events. String and embedding
 scores cannot see that, so every built-in similarity matcher passes its candidate pairs through
-four consistency checks on a small *signature* of each event:
+consistency checks on a small *signature* of each event (numbers, entities, polarity and
+negation, intent, event kind; the action check below then rescores what passes):
 
 * **numbers** - figures of the same kind (basis points, percentages, money, years, plain
   counts) must agree: "50 basis points" = "0.5 percentage points", but not "75 basis points";
@@ -11,9 +12,13 @@ four consistency checks on a small *signature* of each event:
   they are different actors; aliases fold first ("the Fed" = "Federal Reserve", "UK" =
   "Britain", "French" = "France");
 * **polarity** - opposite directions on one axis ("cuts" / "raises", "joins" / "leaves",
-  "approves" / "rejects") conflict, as does a negation on one side only ("does not raise");
-* **action** - with the actors and figures removed, what is left ("wins a confidence vote" /
-  "resigns") must still be similar; synonyms fold first ("steps down" = "resigns").
+  "approves" / "rejects") conflict, as do moves on unrelated axes only ("withdraws from the
+  race" / "wins the race"), and a negation on one side only ("does not raise");
+* **intent** - an intention is not the act ("applies to join NATO" / "joins NATO");
+* **event kind** - two texts that each name a kind of event but share none ("wins a
+  confidence vote" / "resigns", "files for bankruptcy" / "is sold") are different events;
+* **action** - for a pair with no shared actor, what is left once actors and figures are
+  removed must still be similar; synonyms fold first ("steps down" = "resigns").
 
 A pair that fails a check keeps a small share of its similarity (so rankings stay meaningful)
 and falls below any sensible threshold. The checks are lexical, fast, and documented in
@@ -222,6 +227,7 @@ _SYNONYMS = {
 }
 
 _SYNONYM_ORDER = sorted(_SYNONYMS, key=len, reverse=True)
+_ALIAS_FIRST_WORDS = {phrase.split()[0] for phrase in _ALIASES}
 _PHRASES = [phrase for phrase in _SYNONYM_ORDER if " " in phrase]
 
 _COUNTRIES = set(["afghanistan", "albania", "algeria", "argentina", "armenia", "australia", "austria", "azerbaijan", "bahrain", "bangladesh", "belarus", "belgium", "bolivia", "bosnia", "brazil", "bulgaria", "cambodia", "cameroon", "canada", "chile", "china", "colombia", "croatia", "cuba", "cyprus", "czechia", "denmark", "ecuador", "egypt", "estonia", "ethiopia", "finland", "france", "georgia", "germany", "ghana", "greece", "haiti", "hungary", "iceland", "india", "indonesia", "iran", "iraq", "ireland", "israel", "italy", "japan", "jordan", "kazakhstan", "kenya", "kosovo", "kuwait", "latvia", "lebanon", "libya", "lithuania", "luxembourg", "malaysia", "mali", "malta", "mexico", "moldova", "mongolia", "montenegro", "morocco", "myanmar", "nepal", "netherlands", "nicaragua", "niger", "nigeria", "norway", "oman", "pakistan", "panama", "paraguay", "peru", "philippines", "poland", "portugal", "qatar", "romania", "russia", "rwanda", "scotland", "senegal", "serbia", "singapore", "slovakia", "slovenia", "somalia", "spain", "sudan", "sweden", "switzerland", "syria", "taiwan", "tanzania", "thailand", "tunisia", "turkey", "uganda", "ukraine", "uruguay", "uzbekistan", "venezuela", "vietnam", "wales", "yemen", "zambia", "zimbabwe"])
@@ -295,10 +301,11 @@ def signature(text: str) -> EventSignature:
     tokens: list[str] = []
     flags: list[bool] = []
     i = 0
+    lowered = [t.lower() for t in raw]
     while i < len(raw):
         # the longest alias phrase starting here becomes one entity token
-        for length in (4, 3, 2, 1):
-            phrase = " ".join(t.lower() for t in raw[i:i + length])
+        for length in (4, 3, 2, 1) if lowered[i] in _ALIAS_FIRST_WORDS else ():
+            phrase = " ".join(lowered[i:i + length])
             if len(raw[i:i + length]) == length and phrase in _ALIASES and (
                 phrase not in ("who", "us", "un", "fed") or raw[i][:1].isupper()
             ):
@@ -324,10 +331,10 @@ def signature(text: str) -> EventSignature:
     intent = any(t in _INTENT or (t in _INTENT_BEFORE_TO and tokens[k + 1:k + 2] == ["to"])
                  for k, t in enumerate(tokens))
     entity_set = {t for t, f in zip(tokens, flags, strict=True) if f}
-    action = _action(" ".join(tokens), entity_set)
+    folded = _fold(" ".join(tokens)).split()
+    action = _action(folded, entity_set)
     acronyms = _acronyms(raw)
-    events = {kind for t in {*tokens, *_fold(" ".join(tokens)).split()}
-              for kind in _EVENT_KINDS.get(t, ())}
+    events = {kind for t in {*tokens, *folded} for kind in _EVENT_KINDS.get(t, ())}
     return EventSignature(text, tuple(tokens), tuple(flags), frozenset(numbers),
                           frozenset(polarity), negated, intent, action, frozenset(acronyms),
                           frozenset(events))
@@ -347,7 +354,10 @@ def _polarity(words: list[str]) -> set[tuple[str, int]]:
 
 def _ascii(text: str) -> str:
     # "Chávez" must stay one token equal to "Chavez", not split at the accent
-    text = unicodedata.normalize("NFKD", text.replace("\u2019", "'"))
+    text = text.replace("\u2019", "'")
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
@@ -387,13 +397,16 @@ def _next_is_capital(tokens: list[str], i: int) -> bool:
     return i + 1 < len(tokens) and tokens[i + 1][:1].isupper() and tokens[i + 1].lower() not in _STOPWORDS
 
 
+_DECIMAL = re.compile(r"\d+(?:\.\d+)?")
+
+
 def _numbers(tokens: list[str]) -> set[tuple[str, float]]:
     found: set[tuple[str, float]] = set()
     for i, tok in enumerate(tokens):
         value: float | None = None
         money = tok.startswith(("$", "£", "€"))
         core = tok.lstrip("$£€").rstrip("%").replace(",", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", core):
+        if _DECIMAL.fullmatch(core):
             value = float(core)
         elif tok in _NUMBER_WORDS:
             value = float(_NUMBER_WORDS[tok])
@@ -422,17 +435,23 @@ def _numbers(tokens: list[str]) -> set[tuple[str, float]]:
     return found
 
 
+def _fold_pattern(phrases: list[str]) -> re.Pattern[str]:
+    # longest first, so "steps down" folds before "down" reads as a fall; one pass over the text
+    return re.compile("(?<= )(?:" + "|".join(re.escape(p) for p in phrases) + ")(?= )")
+
+
+_FOLD_ALL = _fold_pattern(_SYNONYM_ORDER)
+_FOLD_PHRASES = _fold_pattern(_PHRASES)
+
+
 def _fold(text: str, *, phrases_only: bool = False) -> str:
-    # multi-word phrases first, so "steps down" folds before "down" reads as a fall
-    text = f" {text} "
-    for phrase in _PHRASES if phrases_only else _SYNONYM_ORDER:
-        text = text.replace(f" {phrase} ", f" {_SYNONYMS[phrase]} ")
-    return text.strip()
+    pattern = _FOLD_PHRASES if phrases_only else _FOLD_ALL
+    return pattern.sub(lambda m: _SYNONYMS[m.group(0)], f" {text} ").strip()
 
 
-def _action(text: str, entities: set[str]) -> str:
+def _action(folded: list[str], entities: set[str]) -> str:
     words = [
-        w for w in _fold(text).split()
+        w for w in folded
         if w not in entities and w not in _STOPWORDS and not any(c.isdigit() for c in w)
         and "_" not in w and w not in _SCALES and w not in _NUMBER_WORDS
     ]
@@ -559,8 +578,10 @@ def event_aware_scores(
     rows, cols = np.nonzero(out >= floor)
     if rows.size == 0:
         return out
-    left_sigs = [signature(t) for t in predicted]
-    right_sigs = [signature(t) for t in actual]
+    # signatures only for the strings in a candidate pair: most strings of a large
+    # matrix are in none, and building a signature is the costly part
+    left_sigs = {i: signature(predicted[i]) for i in set(rows.tolist())}
+    right_sigs = {j: signature(actual[j]) for j in set(cols.tolist())}
     pending: list[tuple[int, int]] = []
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         a, b = left_sigs[i], right_sigs[j]
