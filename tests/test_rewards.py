@@ -77,6 +77,13 @@ def test_honest_tree_beats_junk_at_probability_zero(reward):
     assert score(HONEST, reward) > score(junk, reward)
 
 
+def test_honest_tree_beats_itself_padded_with_junk_at_zero(reward):
+    padded = json.loads(HONEST)
+    padded["children"] += [{"event": f"Unrelated junk event {i}", "probability": 0.0}
+                           for i in range(20)]
+    assert score(HONEST, reward) >= score(json.dumps(padded), reward)
+
+
 def test_honest_tree_beats_one_true_event_repeated(reward):
     repeated = tree(*[("The pound falls to a 31-year low against the dollar", 1.0)] * 10)
     assert score(HONEST, reward) > score(repeated, reward)
@@ -119,6 +126,9 @@ def test_sharpness_rewards_resolution_not_extremeness():
     wrong = tree(("Scotland holds a second independence referendum", 0.95))
     hedge = tree(("The pound falls to a 31-year low against the dollar", 0.5))
     assert score(right, sharp) > score(hedge, sharp) > score(wrong, sharp)
+    junk = tree(("The pound falls to a 31-year low against the dollar", 0.95),
+                *[(f"Junk event {i}", 0.0) for i in range(10)])
+    assert score(junk, sharp) == score(right, sharp)  # a confident "no" to junk earns nothing
 
 
 def test_diversity_penalises_near_duplicate_siblings():

@@ -55,10 +55,15 @@ def test_non_finite_reward_stops_with_a_clear_error(tmp_path):
         trainer.fit(CASES)
 
 
-def test_unknown_pass_through_option_is_named(tmp_path):
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"num_generation": 3}, "did you mean num_generations"),
+    ({"bf16": True}, "set by psychohistory from the device"),
+    ({"max_steps": 3}, "TrainerConfig field"),
+])
+def test_bad_pass_through_options_are_named(tmp_path, extra, message):
     model, tokenizer = tiny_random_model()
-    config = tiny_config(tmp_path, extra={"num_generation": 3})
-    with pytest.raises(ConfigError, match="did you mean num_generations"):
+    config = tiny_config(tmp_path, extra=extra)
+    with pytest.raises(ConfigError, match=message):
         ph.Trainer(model, tokenizer=tokenizer, config=config).fit(CASES)
 
 

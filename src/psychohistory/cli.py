@@ -299,7 +299,8 @@ def train_sft(config_file: Path | None, model: str | None, cases_name: str | Non
 @click.option("--adapter", default=None, help="A LoRA adapter folder (SFT or GRPO).")
 @click.option("--max-new-tokens", default=320, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write {case_id, completion} JSONL (evaluate reads it).")
+              help="Write the completions as JSONL ({case_id, completion} with --cases, which "
+                   "evaluate reads; {seed, completion} for a SEED).")
 def generate(seed: str | None, context: str, cases_name: str | None, model: str,
              adapter: str | None, max_new_tokens: int, out: Path | None) -> None:
     """Generate a probability tree for SEED (or for every case of --cases)."""
@@ -314,6 +315,9 @@ def generate(seed: str | None, context: str, cases_name: str | None, model: str,
         click.echo(result.tree.to_json(indent=2) if result.tree else result.text)
         if result.tree is None:
             click.echo(f"unparsable: {result.error}", err=True)
+        if out is not None:
+            out.write_text(json.dumps({"seed": seed, "completion": result.text}) + "\n")
+            click.echo(f"wrote {out}")
         return
     from psychohistory.datasets import load_dataset
     from psychohistory.demo import generate_for_cases, write_generations

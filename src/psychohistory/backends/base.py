@@ -25,8 +25,8 @@ def local_gpu() -> tuple[str, float | None]:
 
 
 def check_memory(model: Any, *, method: str, lora_rank: int, quantize: str | None,
-                 completion_tokens: int, batch_size: int, gpu: str | None = None,
-                 gpu_gib: float | None = None) -> MemoryPlan | None:
+                 completion_tokens: int, batch_size: int, gradient_checkpointing: bool,
+                 gpu: str | None = None, gpu_gib: float | None = None) -> MemoryPlan | None:
     """Plan the run and raise ``MemoryPlanError`` if it cannot fit; ``None`` on the CPU."""
     if gpu is None:
         gpu, gpu_gib = local_gpu()
@@ -34,7 +34,7 @@ def check_memory(model: Any, *, method: str, lora_rank: int, quantize: str | Non
         return None
     plan = plan_memory(model, method=method, lora_rank=lora_rank, quantize=quantize, gpu=gpu,
                        gpu_gib=gpu_gib, seq_len=PROMPT_TOKENS + completion_tokens,
-                       batch_size=batch_size)
+                       batch_size=batch_size, gradient_checkpointing=gradient_checkpointing)
     logger.info("memory plan: %s", plan.summary())
     return require_fit(plan)
 
@@ -44,11 +44,14 @@ def check_grpo_memory(trainer: Any, *, gpu: str | None = None,
     c = trainer.config
     return check_memory(trainer.model, method="grpo", lora_rank=c.lora_r, quantize=c.quantize,
                         completion_tokens=c.max_completion_length,
-                        batch_size=c.per_device_train_batch_size, gpu=gpu, gpu_gib=gpu_gib)
+                        batch_size=c.per_device_train_batch_size,
+                        gradient_checkpointing=c.gradient_checkpointing, gpu=gpu, gpu_gib=gpu_gib)
 
 
 def check_sft_memory(model: Any, settings: Any, *, gpu: str | None = None,
                      gpu_gib: float | None = None) -> MemoryPlan | None:
     return check_memory(model, method="sft", lora_rank=settings.lora_r,
                         quantize=settings.quantize, completion_tokens=settings.max_length - PROMPT_TOKENS,
-                        batch_size=settings.per_device_train_batch_size, gpu=gpu, gpu_gib=gpu_gib)
+                        batch_size=settings.per_device_train_batch_size,
+                        gradient_checkpointing=settings.gradient_checkpointing, gpu=gpu,
+                        gpu_gib=gpu_gib)

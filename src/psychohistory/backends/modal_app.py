@@ -1,6 +1,6 @@
 """The Modal app: an image with psychohistory[train], a volume, a secret, GPU functions.
 
-``modal run examples/modal_train.py`` (or ``Trainer(backend="modal")``) uses it. The function
+``modal run examples/modal_run.py`` (or ``Trainer(backend="modal")``) uses it. The function
 bodies are :func:`run_on_volume`, the same code the local backend runs, pointed at the
 volume mounted at ``/data``:
 

@@ -41,6 +41,8 @@ class TrainerConfig:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     target_modules: str | list[str] = field(default="all-linear", metadata={"help": "LoRA targets."})
     quantize: str | None = field(default=None, metadata={"help": "'4bit' (NF4, CUDA only)."})
+    gradient_checkpointing: bool = field(
+        default=True, metadata={"help": "Trade compute for memory (TRL's default)."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Checkpoints kept."})
     logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
@@ -94,6 +96,7 @@ class SFTSettings:
     lora_dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
     quantize: str | None = None
+    gradient_checkpointing: bool = True
     target_probability: float = 0.8
     save_steps: int = 50
     save_total_limit: int | None = 2
@@ -112,12 +115,24 @@ class SFTSettings:
             raise ConfigError("lora_r must be >= 1 and max_steps non-zero (-1: use epochs)")
 
 
-def check_extra(extra: dict[str, Any], config_class: type) -> None:
-    """Refuse pass-through keys that the TRL config class does not have, listing close ones."""
+# set by psychohistory from its own settings or from the device, so not passed through
+DERIVED = {"use_cpu": "the device", "bf16": "the device", "fp16": "the device",
+           "reward_weights": "Trainer(weights=...)"}
+
+
+def check_extra(extra: dict[str, Any], config_class: type, settings: Any = None) -> None:
+    """Refuse pass-through keys that the TRL config class does not have, listing close ones,
+    and keys psychohistory sets itself (naming where to set them instead)."""
     import difflib
 
     fields = {f.name for f in dataclasses.fields(config_class)}
+    own = {f.name for f in dataclasses.fields(settings)} if settings is not None else set()
     for key in extra:
+        if key in own:
+            raise ConfigError(f"{key!r} is a {type(settings).__name__} field: set it there, "
+                              "not in extra")
+        if key in DERIVED:
+            raise ConfigError(f"{key!r} is set by psychohistory from {DERIVED[key]}")
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -150,7 +150,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     from psychohistory.training.models import load_model
 
     config = trainer.config
-    check_extra(config.extra, GRPOConfig)
+    check_extra(config.extra, GRPOConfig, config)
     model, tokenizer = trainer.model, trainer.tokenizer
     if isinstance(model, str):
         model, tokenizer = load_model(model, quantize=config.quantize)
@@ -173,7 +173,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
         beta=config.beta, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, seed=config.seed, report_to=config.report_to,
         reward_weights=trainer.weights, use_cpu=not cuda, bf16=cuda,
-        **config.extra,
+        gradient_checkpointing=config.gradient_checkpointing, **config.extra,
     )
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                              lora_dropout=config.lora_dropout,
