@@ -91,7 +91,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets",
+    for name in ("torch", "transformers", "peft", "accelerate", "trl", "datasets",
                  "bitsandbytes"):
         try:
             out[name] = md.version(name)
@@ -106,7 +106,9 @@ def gpu_name() -> str:
                                "--format=csv,noheader"], capture_output=True, text=True,
                               timeout=30).stdout.strip().splitlines()[0]
     except Exception:
-        return "cpu"
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def random_model(tokenizer_dir: Path, *, smoke: bool) -> tuple[Any, Any]:

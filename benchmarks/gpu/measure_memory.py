@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_train import gpu_name, versions  # one copy of the run metadata helpers
+
 GIB = 1024**3
 SHAPES = ((1024, 1), (512, 4))
 MODELS = ("smollm2-135m-instruct", "qwen2.5-1.5b", "gpt-oss-20b")
@@ -64,30 +66,6 @@ def build_config(key: str, *, tiny: bool = False) -> Any:
         return GptOssConfig(num_hidden_layers=2 if tiny else 24,
                             num_local_experts=4 if tiny else 32, num_experts_per_tok=4)
     raise KeyError(key)
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "peft", "accelerate", "trl", "datasets",
-                 "bitsandbytes"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def gpu_name() -> str:
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                               "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=30).stdout.strip().splitlines()[0]
-    except Exception:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def measure_one(key: str, *, tiny: bool = False) -> dict[str, Any]:

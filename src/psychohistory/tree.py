@@ -199,27 +199,14 @@ def repair_truncated(text: str, *, limits: TreeLimits | None = None, seed: str |
     # after each '}' or ']': the brackets still open there, innermost last
     cuts: list[tuple[int, str]] = []
     stack: list[str] = []
-    in_string = escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
+    for i, ch, _ in _brackets(text, start):
+        if ch in "{[":
             stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack:
-                break
-            stack.pop()
-            if not stack:
-                return None  # the object closed: not truncated, nothing to repair
-            cuts.append((i + 1, "".join(reversed(stack))))
+            continue
+        stack.pop()
+        if not stack:
+            return None  # the object closed: not truncated, nothing to repair
+        cuts.append((i + 1, "".join(reversed(stack))))
     for end, closers in reversed(cuts[-tries:]):
         try:
             return parse_tree(text[start:end] + closers, limits=limits, seed=seed)
@@ -304,12 +291,16 @@ def _reject_constant(name: str) -> Any:
     raise TreeParseError(f"{name} is not a valid JSON number")
 
 
-def _object_spans(text: str, max_nesting: int) -> Iterator[tuple[int, int]]:
+def _brackets(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """``(index, bracket, depth after it)`` for each bracket outside JSON strings.
+
+    Quotes open strings only inside an object (prose apostrophes and quotes around the JSON
+    do not), and only ``{`` opens at the top level: ``[1]`` in prose is not JSON we want.
+    """
     depth = 0
-    start = -1
-    in_string = False
-    escaped = False
-    for i, ch in enumerate(text):
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
         if in_string:
             if escaped:
                 escaped = False
@@ -317,23 +308,26 @@ def _object_spans(text: str, max_nesting: int) -> Iterator[tuple[int, int]]:
                 escaped = True
             elif ch == '"':
                 in_string = False
-            continue
-        if ch == '"':
-            if depth:
-                in_string = True
-        elif ch in "{[":
-            if ch == "{" and depth == 0:
-                start = i
-            if depth or ch == "{":
-                depth += 1
-                if depth > max_nesting:
-                    raise TreeParseError(
-                        f"JSON is nested more than {max_nesting} levels deep (over the limit "
-                        "that max_depth sets)")
+        elif ch == '"':
+            in_string = depth > 0
+        elif ch == "{" or (ch == "[" and depth):
+            depth += 1
+            yield i, ch, depth
         elif ch in "}]" and depth:
             depth -= 1
-            if depth == 0:
-                yield start, i + 1
+            yield i, ch, depth
+
+
+def _object_spans(text: str, max_nesting: int) -> Iterator[tuple[int, int]]:
+    start = -1
+    for i, ch, depth in _brackets(text):
+        if ch == "{" and depth == 1:
+            start = i
+        elif depth > max_nesting:
+            raise TreeParseError(f"JSON is nested more than {max_nesting} levels deep (over "
+                                 "the limit that max_depth sets)")
+        elif ch in "}]" and depth == 0:
+            yield start, i + 1
 
 
 def _build_tree(data: dict[str, Any], limits: TreeLimits, seed: str | None) -> ProbabilityTree:
