@@ -26,7 +26,11 @@ __all__ = [
 
 
 class Outcome(BaseModel):
-    """An event that actually happened; ``parent`` names the outcome it followed from."""
+    """An event that actually happened; ``parent`` names the outcome it followed from.
+
+    >>> Outcome(id="o2", event="Theresa May becomes prime minister", date="2016-07-13", parent="o1").parent
+    'o1'
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -186,7 +190,13 @@ def load_cases(path: str | Path) -> list[Case]:
 
 
 def save_cases(cases: Iterable[Case], path: str | Path) -> Path:
-    """Write cases as JSONL atomically: a crash mid-write leaves the old file intact."""
+    """Write cases as JSONL atomically: a crash mid-write leaves the old file intact.
+
+    >>> import tempfile, pathlib
+    >>> path = save_cases([Case(id="c", seed="S")], pathlib.Path(tempfile.mkdtemp()) / "c.jsonl")
+    >>> path.read_text()
+    '{"id": "c", "seed": "S", "context": "", "outcomes": []}\\n'
+    """
     return write_jsonl((case.model_dump(exclude_none=True) for case in cases), path)
 
 

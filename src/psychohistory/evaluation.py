@@ -30,7 +30,16 @@ METHODS = ("exact", "fuzzy", "embedding", "llm")
 
 @dataclass
 class TreeMetrics:
-    """The scores of one tree against its case."""
+    """The scores of one tree against its case (see :class:`TreeEvaluator` for an example).
+
+    >>> from psychohistory.cases import Case, Outcome
+    >>> from psychohistory.tree import parse_tree
+    >>> case = Case(id="c", seed="S", outcomes=[Outcome(id="a", event="A"), Outcome(id="b", event="B")])
+    >>> m = TreeEvaluator(matcher="exact").evaluate(parse_tree(
+    ...     '{"seed": "S", "children": [{"event": "A", "probability": 0.9}]}'), case)
+    >>> m.n_matched, m.n_missed, m.coverage_by_method["exact"], m.coverage_by_method["none"]
+    (1, 1, 0.5, 0.5)
+    """
 
     case_id: str
     brier: float
@@ -139,7 +148,19 @@ class TreeEvaluator:
 
 @dataclass
 class EvaluationReport:
-    """Pooled metrics over many trees, with per-tree detail and output helpers."""
+    """Pooled metrics over many trees, with per-tree detail and output helpers.
+
+    >>> from psychohistory.cases import Case, Outcome
+    >>> from psychohistory.tree import parse_tree
+    >>> case = Case(id="c", seed="S", outcomes=[Outcome(id="a", event="A")])
+    >>> report = TreeEvaluator(matcher="exact").evaluate_many(
+    ...     [parse_tree('{"seed": "S", "children": [{"event": "A", "probability": 0.8}]}'), None],
+    ...     [case, case])
+    >>> report.n_trees, report.n_unparsable, round(report.brier, 3)
+    (2, 1, 0.52)
+    >>> "| brier | 0.520 |" in report.to_markdown()
+    True
+    """
 
     label: str
     n_trees: int

@@ -33,7 +33,14 @@ class Generation:
 
 
 class ProbabilityTreeInference:
-    """Generation of probability trees with a base model and switchable LoRA adapters."""
+    """Generation of probability trees with a base model and switchable LoRA adapters.
+
+    >>> inference = ProbabilityTreeInference("smollm2-135m-instruct")  # doctest: +SKIP
+    >>> inference.load_adapter("runs/grpo/final", "grpo")  # doctest: +SKIP
+    'grpo'
+    >>> inference.generate_tree("Brexit vote passes", "52% leave")  # doctest: +SKIP
+    ProbabilityTree(seed='Brexit vote passes', children=[...])
+    """
 
     def __init__(
         self,

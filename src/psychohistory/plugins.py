@@ -67,7 +67,11 @@ def _tracing() -> bool:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, with built-ins and allowed entry points loaded."""
+    """The process-wide plugin manager, with built-ins and allowed entry points loaded.
+
+    >>> "psychohistory.default_plugins.rewards" in dict(get_plugin_manager().list_name_plugin())
+    True
+    """
     global _pm
     if _pm is None:
         pm = pluggy.PluginManager("psychohistory")
@@ -200,7 +204,11 @@ def get_reward(name: str, **options: Any) -> CheckedReward:
 
 
 def get_backend(name: str, **options: Any) -> Any:
-    """Build the execution backend registered as ``name``."""
+    """Build the execution backend registered as ``name``.
+
+    >>> get_backend("local")
+    LocalBackend()
+    """
     backend, _ = _build("backend", name, options)
     return backend
 

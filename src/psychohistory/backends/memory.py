@@ -122,7 +122,12 @@ def resolve_shape(model: str | ModelShape | Any) -> ModelShape:
 
 @dataclass
 class MemoryPlan:
-    """The estimate, its parts (GiB), and whether it fits the GPU."""
+    """The estimate, its parts (GiB), and whether it fits the GPU.
+
+    >>> plan = plan_memory("smollm2-135m-instruct", gpu="T4", seq_len=512, batch_size=4)
+    >>> plan.fits, sorted(plan.breakdown)[:3]
+    (True, ['activations', 'kv cache', 'logits'])
+    """
 
     model: str
     method: str

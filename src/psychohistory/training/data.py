@@ -19,6 +19,11 @@ def to_grpo_dataset(cases: Sequence[Case]) -> Any:
     """A ``datasets.Dataset`` for plain ``trl.GRPOTrainer``: ``prompt`` and ``case`` columns.
 
     The rewards read ``case`` from their kwargs (TRL passes every extra column through).
+
+    >>> from psychohistory import load_dataset
+    >>> dataset = to_grpo_dataset(load_dataset("synthetic")[:3])
+    >>> dataset.column_names, dataset[0]["prompt"][-1]["role"]
+    (['prompt', 'case'], 'user')
     """
     from datasets import Dataset
 

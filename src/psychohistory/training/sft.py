@@ -24,6 +24,11 @@ def sft(
     """Fine-tune a LoRA adapter (r64, alpha 128, dropout 0.05) to write the cases' real trees.
 
     Returns the adapter path; pass it to ``Trainer(sft_adapter=...)`` for SFT-then-GRPO.
+
+    >>> from psychohistory import load_dataset
+    >>> result = sft("smollm2-135m-instruct", load_dataset("historical", split="train"),
+    ...              settings={"max_steps": 20})  # doctest: +SKIP
+    >>> Trainer(sft_adapter=result.adapter_path).fit(cases)  # doctest: +SKIP
     """
     if not cases:
         raise ConfigError("sft needs at least one case")

@@ -28,7 +28,11 @@ RewardSpec = str | Callable[..., Any]
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced.
+
+    >>> TrainResult(adapter_path="runs/grpo/final", output_dir="runs/grpo", global_step=50).global_step
+    50
+    """
 
     adapter_path: str
     output_dir: str
@@ -83,6 +87,14 @@ class Trainer:
     ``rewards``: registered names, reward objects or plain callables; ``weights`` defaults to
     the library's mix for built-ins and 1.0 for the rest. ``sft_adapter``: an SFT LoRA adapter
     merged into the base before a fresh GRPO adapter is added (the SFT-then-GRPO flow).
+
+    Building one is cheap; ``fit`` loads the model and trains:
+
+    >>> trainer = Trainer("smollm2-135m-instruct", rewards=["calibration", "format"],
+    ...                   config={"max_steps": 2, "output_dir": "runs/doc"})
+    >>> trainer.weights, trainer.config.lora_r, trainer.config.num_generations
+    ([1.0, 0.25], 4, 4)
+    >>> result = trainer.fit(cases)  # doctest: +SKIP
     """
 
     def __init__(
