@@ -359,7 +359,7 @@ def plan(model: str, method: str, lora_rank: int, quantize: str | None, gpu: str
 @click.option("--out", "out_dir", default="runs/demo", show_default=True)
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
 @click.option("--sft-steps", default=8, show_default=True)
-@click.option("--grpo-steps", default=1, show_default=True)
+@click.option("--grpo-steps", default=2, show_default=True)
 def demo(n_cases: int, out_dir: str, model: str, sft_steps: int, grpo_steps: int) -> None:
     """The main job: baseline forecasts, a short SFT + GRPO run, forecasts again, side by side."""
     from psychohistory.demo import DemoConfig, run_demo

@@ -6,7 +6,7 @@
 4. The trained model writes trees for the same held-out cases; both are scored by the cascade
    matcher and reported side by side (table, JSON, Markdown, reliability and per-depth plots).
 
-On the 2-core CPU this takes about ten minutes (8 SFT steps, 1 GRPO step: a CPU fits little
+On the 2-core CPU this takes about ten minutes (8 SFT steps, 2 GRPO steps: a CPU fits little
 more); the steps are few, so expect format and coverage to move more than calibration. Real runs belong on a GPU (``docs/training.md``).
 """
 
@@ -30,8 +30,8 @@ class DemoConfig:
     batch_size: int = 6
     sft_steps: int = 8
     sft_batch_size: int = 2
-    grpo_steps: int = 1
-    grpo_completion_tokens: int = 128
+    grpo_steps: int = 2
+    grpo_completion_tokens: int = 256
 
     def __post_init__(self) -> None:
         if self.n_cases < 1:
