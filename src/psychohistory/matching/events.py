@@ -108,27 +108,38 @@ _axis("move", "rise rises rose risen rising climb climbs climbed surge surges su
       "sinks sank slide slides slid down weaken weakens weakened depreciate depreciates "
       "devalue devalues devalued lose loses low lows")
 _axis("member", "join joins joined joining rejoin rejoins rejoined enter enters entered accede "
-      "accedes acceded admitted admits", "leave leaves left leaving exit exits exited withdraw withdraws withdrew "
-      "withdrawn expelled expels suspends suspended")
+      "accedes acceded admitted admits remain remains remained stay stays stayed",
+      "leave leaves left leaving exit exits exited withdraw withdraws withdrew withdrawn "
+      "withdrawal expelled expels suspends suspended")
 _axis("contest", "win wins won winning victory victorious beat beats defeats survive survives "
       "survived", "lose loses lost losing defeated loss")
 _axis("approval", "approve approves approved approving pass passes passed ratify ratifies "
       "ratified accept accepts accepted endorse endorses endorsed back backs backed upholds "
-      "upheld legalise legalises legalize legalizes allow allows allowed yes agree agrees "
+      "upheld yes agree agrees "
       "agreed confirm confirms confirmed lawful legal grant grants granted support supports "
       "supported decriminalise decriminalises decriminalize decriminalizes",
       "reject rejects rejected rejecting veto vetoes vetoed block blocks blocked refuse "
       "refuses refused decline declines declined overturn overturns overturned strike "
-      "strikes struck ban bans banned oppose opposes opposed no unlawful illegal stripped strips "
+      "strikes struck oppose opposes opposed no unlawful illegal stripped strips "
       "deny denies denied outlaw outlaws outlawed criminalise criminalises criminalize "
       "criminalizes")
+_axis("permit", "legalise legalises legalised legalize legalizes legalized allow allows allowed",
+      "ban bans banned")
+_axis("retain", "keep keeps kept retain retains retained maintain maintains maintained preserve "
+      "preserves preserved", "repeal repeals repealed abolish abolishes abolished")
+_axis("relations", "restore restores restored establish establishes established normalise "
+      "normalises normalize normalizes", "sever severs severed")
+# a product "released" is launched; a market that "closes" ends its day; "scrapping" abolishes
+_axis("activity", "release releases released", "close closes closed")
+_axis("retain", "", "scrap scraps scrapped")
 _axis("open", "open opens opened reopen reopens reopened", "close closes closed shut shuts "
       "shutdown")
 _axis("activity", "start starts started begin begins began launch launches launched resume "
       "resumes resumed extend extends extended restart restarts restarted proceeds",
       "end ends ended halt halts halted stop stops stopped suspend suspends suspended cease "
       "ceases ceased terminate terminates terminated pause pauses paused postpone postpones "
-      "postponed cancel cancels cancelled canceled")
+      "postponed cancel cancels cancelled canceled scrub scrubs scrubbed abort aborts aborted "
+      "delay delays delayed")
 _axis("restriction", "impose imposes imposed introduce introduces introduced", "lift lifts lifted "
       "scrap scraps scrapped remove removes removed relax relaxes relaxed")
 _axis("economy", "expand expands expanded expansion grow grows grew growth", "contract contracts "
@@ -161,12 +172,14 @@ _kind("appoint", "appoint appoints appointed names named promote promotes promot
       "returned reinstated replacing replaces succeeds")
 _kind("dismiss", "fires fired oust ousts ousted sacks sacked dismisses dismissed")
 _kind("death", "dies died dead death killed assassinated")
-_kind("election", "elected re-elected reelected election elections referendum")
+_kind("election", "elected re-elected reelected election elections referendum re-election "
+      "reelection elects")
 _kind("arrest", "arrest arrested arrests arresting detain detains detained capture captures "
       "captured custody")
 _kind("impeach", "impeach impeaches impeached impeachment")
 _kind("bankruptcy", "bankruptcy insolvency insolvent")
-_kind("acquisition", "acquisition buy bought acquire acquired purchase purchased sold")
+_kind("acquisition", "acquisition buy bought acquire acquired purchase purchased sold sell "
+      "sells selling")
 _kind("rescue", "rescue loan loans borrows borrowed funding")
 _kind("nationalise", "nationalises nationalised nationalizes nationalized nationalisation "
       "nationalization")
@@ -186,6 +199,18 @@ _kind("marriage", "marries married wedding")
 _kind("asset_purchases", "bond-buying quantitative qe")
 _kind("landing", "lands landed landing touchdown")
 _kind("ipo", "ipo")
+_kind("censure", "censure censures censured")
+_kind("collapse", "collapse collapses collapsed seized seizes failure")
+_kind("launch", "launch launches launched liftoff")
+_kind("accident", "disintegrates disintegrated explodes exploded explosion crashes crashed "
+      "destroyed")
+_kind("test", "test tests tested")
+_kind("membership", "join joins joined member membership accession accedes")
+_kind("victory", "win wins won victory beats beat defeats survives survived title elected "
+      "re-elected reelected")
+_kind("strip", "stripped strips revoked revokes")
+_kind("relations", "relations ties diplomatic")
+_kind("abolish", "abolishes abolished abolish repeal repeals repealed")
 _kind("split", "split splits spin-off spinoff")
 _kind("sanctions", "sanctions sanctioned embargo")
 _kind("visit", "visit visits visited")
@@ -218,7 +243,7 @@ _SYNONYMS = {
     "strikes down": "overturns", "struck down": "overturns",
     "public ownership": "nationalises", "state ownership": "nationalises",
     "passes away": "dies", "passed away": "dies", "goes public": "ipo", "went public": "ipo",
-    "seizes power": "coup", "go ahead": "proceeds", "goes ahead": "proceeds",
+    "seizes power": "coup", "breaks up": "disintegrates", "broke up": "disintegrates", "go ahead": "proceeds", "goes ahead": "proceeds",
     "invades": "invasion", "invaded": "invasion", "attacks": "attack", "attacked": "attack",
     "ceasefire": "truce", "armistice": "truce", "bailout": "rescue", "bails out": "rescue",
     "rescue package": "rescue", "interest rates": "rates", "interest rate": "rates",
@@ -344,6 +369,9 @@ def _polarity(words: list[str]) -> set[tuple[str, int]]:
     found: set[tuple[str, int]] = set()
     for k, word in enumerate(words):
         pairs = _POLARITY.get(word, set())
+        if word in ("for", "to", "against") and k and words[k - 1] in _VOTE_WORDS:
+            # "votes for" / "votes to" / "votes against"
+            pairs = {("approval", -1 if word == "against" else 1)}
         # the passive swaps the roles: "X sold to Y" is "Y buys X", not a sale by Y
         nxt = words[k + 1] if k + 1 < len(words) else ""
         if (nxt == "to" and ("buy", -1) in pairs) or (nxt == "by" and ("buy", 1) in pairs):
@@ -495,8 +523,9 @@ def _polarity_conflict(a: EventSignature, b: EventSignature) -> bool:
                for axis in axes_a.keys() & axes_b.keys())
 
 
-# "agrees to", "backs", "up"/"down" frame another action more often than they are one
-_FRAMING_AXES = {"approval", "move"}
+# "agrees to", "backs", "up"/"down", "starts"/"ends" frame another action more often than
+# they are one
+_FRAMING_AXES = {"approval", "move", "activity"}
 
 
 def _different_moves(left: Iterable[str], right: Iterable[str]) -> bool:
@@ -549,11 +578,22 @@ def _qualifies_lead_actor(a: EventSignature, b: EventSignature,
         and a.entity_flags[i2] and a.tokens[i2] == b.tokens[j2]
 
 # name -> check, cheapest first; the entity check aligns token sequences and comes last
+def _roles_swapped(a: EventSignature, b: EventSignature) -> bool:
+    """The same contest with winner and loser exchanged ("France beats Portugal" /
+    "Portugal beats France"): same actors, same direction, a different first actor."""
+    if ("contest", 1) not in a.polarity or a.polarity != b.polarity:
+        return False
+    first_a = next((t for t, f in zip(a.tokens, a.entity_flags, strict=True) if f), None)
+    first_b = next((t for t, f in zip(b.tokens, b.entity_flags, strict=True) if f), None)
+    return (first_a is not None and first_b is not None and first_a != first_b
+            and first_a in b.entities and first_b in a.entities)
+
+
 _CHECKS: dict[str, Callable[[EventSignature, EventSignature], bool]] = {
     "number": _number_conflict, "polarity": _polarity_conflict,
     "negation": lambda x, y: x.negated != y.negated,
     "intent": lambda x, y: x.intent != y.intent, "action": _event_kind_conflict,
-    "entity": _swapped_entity,
+    "entity": _swapped_entity, "roles": lambda x, y: _roles_swapped(x, y),
 }
 
 
