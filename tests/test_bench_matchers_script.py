@@ -34,12 +34,12 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     assert {"cpu", "cores", "psychohistory"} <= set(meta["machine"])
 
     datasets = report["accuracy"]
-    assert {"event-pairs test", "event-pairs dev", "event-pairs all", "dblp-acm"} <= set(datasets)
-    names = {row["matcher"] for row in datasets["event-pairs test"]["results"]}
+    assert {"event-pairs heldout", "event-pairs development", "dblp-acm"} <= set(datasets)
+    names = {row["matcher"] for row in datasets["event-pairs heldout"]["results"]}
     assert {"raw rapidfuzz", "raw MiniLM cosine", "exact", "fuzzy", "embedding",
             "cascade"} <= names
     assert "llm" not in names
-    for row in datasets["event-pairs test"]["results"]:
+    for row in datasets["event-pairs heldout"]["results"]:
         assert {"precision", "recall", "f1", "roc_auc", "pairs_per_s",
                 "accuracy_by_kind"} <= set(row)
 

@@ -135,9 +135,10 @@ def bench() -> None:
 @click.option("--matcher", "matchers", multiple=True, help="Matcher name (repeatable); "
               "default: every registered matcher but llm.")
 @click.option("--pairs", "pair_files", multiple=True, type=click.Path(exists=True),
-              help="Labelled pairs (JSONL or CSV, repeatable); default: bundled event pairs.")
+              help="Labelled pairs (JSONL or CSV, repeatable); default: the bundled held-out "
+                   "and development event pairs.")
 @click.option("--split", type=click.Choice(["dev", "test"]), default=None,
-              help="Half of the bundled event pairs (defaults were tuned on dev).")
+              help="Only one half of the development pairs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the results as JSON here.")
 def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...], split: str | None,
@@ -145,12 +146,14 @@ def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...], split
     """Precision, recall, F1, ROC AUC and pairs/s of matchers on labelled pairs."""
     from psychohistory.bench.matchers import (
         EVENT_PAIRS,
+        EVENT_PAIRS_HELDOUT,
         results_json,
         results_table,
         run_matcher_benchmark,
     )
 
-    results = run_matcher_benchmark(matchers or None, pair_files or (EVENT_PAIRS,), split=split)
+    results = run_matcher_benchmark(matchers or None,
+                                    pair_files or (EVENT_PAIRS_HELDOUT, EVENT_PAIRS), split=split)
     click.echo(results_table(results))
     if json_out is not None:
         json_out.write_text(results_json(results) + "\n", encoding="utf-8")

@@ -20,8 +20,8 @@ SCORERS = {
     "WRatio": fuzz.WRatio,
     "QRatio": fuzz.QRatio,
 }
-# chosen on the dev half of src/psychohistory/datasets/data/event_pairs.jsonl (best cascade F1/AUC
-# with few candidate pairs, so the event checks stay cheap); embedding handles rewording
+# chosen on the development event pairs (event_pairs.jsonl): the best cascade F1/AUC with few
+# candidate pairs, so the event checks stay cheap; the embedding stage handles rewording
 DEFAULT_SCORER = "token_sort_ratio"
 DEFAULT_THRESHOLD = 0.8
 
