@@ -305,7 +305,7 @@ class EvaluationReport:
                         label=f"{r.label} (ECE {r.ece:.3f})")
         ax.set(xlabel="forecast probability", ylabel="observed frequency", xlim=(0, 1),
                ylim=(0, 1), title="Reliability diagram")
-        ax.legend(loc="upper left")
+        ax.legend(loc="lower right")  # the missed outcomes sit at the top left
         fig.tight_layout()
         reliability_path = out_dir / "reliability.png"
         fig.savefig(reliability_path, dpi=100)
