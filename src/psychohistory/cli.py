@@ -286,9 +286,7 @@ def train_sft(config_file: Path | None, model: str | None, cases_name: str | Non
     model = model or settings.pop("model", "smollm2-135m-instruct")
     backend = backend or settings.pop("backend", "local")
     cases = _cases(cases_name or settings.pop("cases", None))
-    known = set(SFTSettings.__dataclass_fields__)
-    extra = {k: settings.pop(k) for k in list(settings) if k not in known}
-    result = sft(model, cases, settings=SFTSettings(**settings, extra=extra), backend=backend,
+    result = sft(model, cases, settings=SFTSettings.from_dict(settings), backend=backend,
                  resume=resume)
     click.echo(f"trained {result.global_step} steps; adapter: {result.adapter_path}")
 

@@ -358,7 +358,7 @@ def load_trees(path: str | Path, cases: Sequence[Case]) -> tuple[
     """
     from psychohistory.cases import iter_jsonl
     from psychohistory.errors import CaseFormatError, TreeParseError
-    from psychohistory.tree import parse_tree, tree_from_dict
+    from psychohistory.validation import tree_from_record
 
     by_id = {c.id: c for c in cases}
     trees: list[ProbabilityTree | None] = []
@@ -375,11 +375,9 @@ def load_trees(path: str | Path, cases: Sequence[Case]) -> tuple[
         if case is None:
             skipped.append(f"{path}:{line}: unknown case_id {record['case_id']!r}")
             continue
+        tree: ProbabilityTree | None
         try:
-            if "completion" in record:
-                tree: ProbabilityTree | None = parse_tree(str(record["completion"]), seed=case.seed)
-            else:
-                tree = tree_from_dict(record.get("tree", record), seed=case.seed)
+            tree = tree_from_record(record, seed=case.seed)
         except TreeParseError:
             tree = None
         trees.append(tree)

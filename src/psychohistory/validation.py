@@ -8,7 +8,7 @@ from typing import Any
 
 from psychohistory.cases import iter_jsonl, validate_cases_file
 from psychohistory.errors import CaseFormatError, TreeParseError
-from psychohistory.tree import parse_tree, tree_from_dict
+from psychohistory.tree import ProbabilityTree, parse_tree, tree_from_dict
 
 KINDS = ("auto", "cases", "trees")
 
@@ -28,14 +28,21 @@ def _guess_kind(path: Path) -> str:
     return "cases"
 
 
+def tree_from_record(record: dict[str, Any], *, seed: str) -> ProbabilityTree:
+    """The tree of a trees-file record: ``{"completion": text}``, ``{"tree": {...}}`` or a tree.
+
+    Raises ``TreeParseError`` like ``parse_tree``.
+    """
+    if "completion" in record:
+        return parse_tree(str(record["completion"]), seed=seed)
+    return tree_from_dict(record.get("tree", record), seed=seed)
+
+
 def _tree_problem(record: Any) -> str | None:
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
     try:
-        if "completion" in record:
-            parse_tree(str(record["completion"]), seed=str(record.get("seed", "(seed)")))
-        else:
-            tree_from_dict(record.get("tree", record), seed=str(record.get("seed", "(seed)")))
+        tree_from_record(record, seed=str(record.get("seed", "(seed)")))
     except TreeParseError as exc:
         return str(exc)
     return None

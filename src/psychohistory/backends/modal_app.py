@@ -66,7 +66,7 @@ def run_on_volume(job: dict[str, Any]) -> dict[str, Any]:
         from psychohistory.training.config import SFTSettings
         from psychohistory.training.sft import run_sft
 
-        settings = SFTSettings(**{**job["settings"], "output_dir": str(output_dir)})
+        settings = SFTSettings.from_dict({**job["settings"], "output_dir": str(output_dir)})
         result = run_sft(job["model"], cases, settings, resume=job.get("resume", False))
     else:
         raise ValueError(f"unknown job kind {job['kind']!r}")

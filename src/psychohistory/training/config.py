@@ -75,10 +75,15 @@ class TrainerConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
         """Build from a config file's table; unknown keys go to ``extra`` (TRL's fields)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = dict(data.get("extra", {}))
-        extra.update({k: v for k, v in data.items() if k not in known})
-        return cls(**{k: v for k, v in data.items() if k in known and k != "extra"}, extra=extra)
+        return cls(**split_known(cls, data))
+
+
+def split_known(settings_class: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for ``settings_class``: its own fields, the rest folded into ``extra``."""
+    known = {f.name for f in dataclasses.fields(settings_class)}
+    extra = dict(data.get("extra", {}))
+    extra.update({k: v for k, v in data.items() if k not in known})
+    return {**{k: v for k, v in data.items() if k in known and k != "extra"}, "extra": extra}
 
 
 @dataclass
@@ -113,6 +118,11 @@ class SFTSettings:
             raise ConfigError(f"quantize must be one of {QUANTIZE}, got {self.quantize!r}")
         if self.lora_r < 1 or self.max_steps == 0:
             raise ConfigError("lora_r must be >= 1 and max_steps non-zero (-1: use epochs)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SFTSettings:
+        """Build from a config file's table; unknown keys go to ``extra`` (TRL's fields)."""
+        return cls(**split_known(cls, data))
 
 
 # set by psychohistory from its own settings or from the device, so not passed through

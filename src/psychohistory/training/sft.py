@@ -33,7 +33,7 @@ def sft(
     if not cases:
         raise ConfigError("sft needs at least one case")
     if isinstance(settings, dict):
-        settings = SFTSettings(**settings)
+        settings = SFTSettings.from_dict(settings)
     from psychohistory.plugins import get_backend
 
     return get_backend(backend).train_sft(model, list(cases), settings or SFTSettings(),
