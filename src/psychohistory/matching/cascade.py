@@ -83,18 +83,24 @@ class CascadeMatcher(Matcher):
     def methods(self) -> list[str]:
         return [stage.name for stage in self.stages] + (["llm"] if self.llm else [])
 
-    def _stage_raw(self, stage: Matcher, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        raw_score = getattr(stage, "raw_score", None)
-        return calibrate(raw_score(predicted, actual), stage.threshold) if raw_score else \
-            calibrate(stage.score(predicted, actual), stage.threshold)
-
     def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
         """Each method's scores; the LLM's only on the pairs the cheap stages left undecided."""
-        stages = [Stage(s.name, s.score(predicted, actual), s.threshold) for s in self.stages]
+        stages: list[Stage] = []
+        plausible = np.zeros((len(predicted), len(actual)))  # best raw similarity, no checks
+        for stage in self.stages:
+            raw_score = getattr(stage, "raw_score", None)
+            if raw_score is None:
+                raw = scores = stage.score(predicted, actual)
+            else:
+                raw = raw_score(predicted, actual)
+                scores = stage.score_from_raw(raw, predicted, actual)  # type: ignore[attr-defined]
+            if stage is not self.stages[0]:
+                plausible = np.maximum(plausible, calibrate(raw, stage.threshold))
+            stages.append(Stage(stage.name, scores, stage.threshold))
         if self.llm is not None:
             verdicts = np.zeros((len(predicted), len(actual)))
             if verdicts.size:
-                undecided = self._undecided(predicted, actual, _best(stages))
+                undecided = self._undecided(plausible, _best(stages))
                 answers = self.llm.judge_pairs(  # type: ignore[attr-defined]
                     [(predicted[i], actual[j]) for i, j in undecided])
                 for (i, j), verdict in zip(undecided, answers, strict=True):
@@ -105,12 +111,8 @@ class CascadeMatcher(Matcher):
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
         return _best(self.stage_scores(predicted, actual), (len(predicted), len(actual)))
 
-    def _undecided(self, predicted: Sequence[str], actual: Sequence[str],
-                   decided: np.ndarray) -> list[tuple[int, int]]:
+    def _undecided(self, plausible: np.ndarray, decided: np.ndarray) -> list[tuple[int, int]]:
         # plausible on raw similarity, yet not matched once the event checks ran
-        plausible = np.zeros_like(decided)
-        for stage in self.stages[1:]:
-            plausible = np.maximum(plausible, self._stage_raw(stage, predicted, actual))
         mask = (plausible >= self.undecided_floor) & (decided < 0.5)
         return [(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
 

@@ -155,7 +155,11 @@ class EmbeddingMatcher(Matcher):
         return np.einsum("ij,ij->i", a, b).astype(float)
 
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        raw = self.raw_score(predicted, actual)
+        return self.score_from_raw(self.raw_score(predicted, actual), predicted, actual)
+
+    def score_from_raw(self, raw: np.ndarray, predicted: Sequence[str],
+                       actual: Sequence[str]) -> np.ndarray:
+        """``score`` given ``raw_score``'s matrix (the cascade computes that once)."""
         if not self.event_aware:
             return raw
         return event_aware_scores(raw, predicted, actual, self._pairwise,

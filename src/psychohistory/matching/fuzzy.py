@@ -71,7 +71,11 @@ class FuzzyMatcher(Matcher):
                               workers=self.workers).astype(float) / 100.0
 
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        raw = self.raw_score(predicted, actual)
+        return self.score_from_raw(self.raw_score(predicted, actual), predicted, actual)
+
+    def score_from_raw(self, raw: np.ndarray, predicted: Sequence[str],
+                       actual: Sequence[str]) -> np.ndarray:
+        """``score`` given ``raw_score``'s matrix (the cascade computes that once)."""
         if not self.event_aware:
             return raw
         return event_aware_scores(raw, predicted, actual, self._pairwise,
