@@ -266,6 +266,7 @@ _INTENT_BEFORE_TO = {"plan", "plans"}
 _INTENT = {"applies", "apply", "considers", "threatens", "proposes", "proposed",
            "bid", "bids", "hopes", "expected", "mulls", "weighs", "talks", "negotiations",
            "candidate", "nominated", "nominates"}
+_INTENT_WORDS = frozenset(_INTENT | _INTENT_BEFORE_TO)
 
 _STOPWORDS = set(["a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "from", "as", "and", "or", "its", "it", "their", "his", "her", "is", "are", "was", "be", "been", "being", "has", "have", "had", "will", "would", "shall", "that", "this", "these", "those", "into", "over", "under", "after", "before", "amid", "during", "than", "then", "per", "about", "against", "between", "through", "up", "out", "first", "new"])
 
@@ -288,11 +289,20 @@ class EventSignature:
     polarity: frozenset[tuple[str, int]]
     negated: bool
     intent: bool
-    action: str
-    acronyms: frozenset[str]
+    raw_tokens: tuple[str, ...]
+    folded: tuple[str, ...]
     events: frozenset[str] = frozenset()
 
-    # cached: the checks read these for every candidate pair
+    # cached, and built on first use: most candidate pairs fail a cheap check before any
+    # check reads the acronyms or the action
+    @cached_property
+    def acronyms(self) -> frozenset[str]:
+        return frozenset(_acronyms(list(self.raw_tokens)))
+
+    @cached_property
+    def action(self) -> str:
+        return _action(self.folded, self.entities)
+
     @cached_property
     def words(self) -> frozenset[str]:
         return frozenset(self.tokens)
@@ -346,32 +356,36 @@ def signature(text: str) -> EventSignature:
                 flags.append(True)
             else:
                 tokens.append(low)
-                flags.append(_is_proper(raw, i))
+                flags.append(tok[:1].isupper() and _is_proper(raw, i))
             i += 1
-    numbers = _numbers(tokens)
+    # set tests first: most texts have no figure, negation or intent word to look at closely
+    words = set(tokens)
+    numbers = _numbers(tokens) if _DIGITISH.search(text) or not words.isdisjoint(_NUMBERISH) \
+        else set()
     polarity = _polarity(_fold(" ".join(tokens), phrases_only=True).split())
     # "votes No" / "says no" is a rejection (approval axis), not a negation
-    negated = any((t in _NEGATIONS and not (t == "no" and i and tokens[i - 1] in _VOTE_WORDS))
-                  or t.endswith("n't") for i, t in enumerate(tokens))
-    intent = any(t in _INTENT or (t in _INTENT_BEFORE_TO and tokens[k + 1:k + 2] == ["to"])
-                 for k, t in enumerate(tokens))
-    entity_set = {t for t, f in zip(tokens, flags, strict=True) if f}
+    negated = (not words.isdisjoint(_NEGATIONS) or "'" in text or "\u2019" in text) and any(
+        (t in _NEGATIONS and not (t == "no" and i and tokens[i - 1] in _VOTE_WORDS))
+        or t.endswith("n't") for i, t in enumerate(tokens))
+    intent = not words.isdisjoint(_INTENT_WORDS) and any(
+        t in _INTENT or (t in _INTENT_BEFORE_TO and tokens[k + 1:k + 2] == ["to"])
+        for k, t in enumerate(tokens))
     folded = _fold(" ".join(tokens)).split()
-    action = _action(folded, entity_set)
-    acronyms = _acronyms(raw)
     events = {kind for t in {*tokens, *folded} for kind in _EVENT_KINDS.get(t, ())}
     return EventSignature(text, tuple(tokens), tuple(flags), frozenset(numbers),
-                          frozenset(polarity), negated, intent, action, frozenset(acronyms),
+                          frozenset(polarity), negated, intent, tuple(raw), tuple(folded),
                           frozenset(events))
 
 
 def _polarity(words: list[str]) -> set[tuple[str, int]]:
     found: set[tuple[str, int]] = set()
     for k, word in enumerate(words):
-        pairs = _POLARITY.get(word, set())
+        pairs = _POLARITY.get(word)
         if word in ("for", "to", "against") and k and words[k - 1] in _VOTE_WORDS:
             # "votes for" / "votes to" / "votes against"
             pairs = {("approval", -1 if word == "against" else 1)}
+        if not pairs:
+            continue
         # the passive swaps the roles: "X sold to Y" is "Y buys X", not a sale by Y
         nxt = words[k + 1] if k + 1 < len(words) else ""
         if (nxt == "to" and ("buy", -1) in pairs) or (nxt == "by" and ("buy", 1) in pairs):
@@ -426,11 +440,16 @@ def _next_is_capital(tokens: list[str], i: int) -> bool:
 
 
 _DECIMAL = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER_STARTS = frozenset("0123456789$£€")
+_DIGITISH = re.compile(r"[\d$£€]")
+_NUMBERISH = frozenset([*_NUMBER_WORDS, "half", "quarter", "half-point", "quarter-point"])
 
 
 def _numbers(tokens: list[str]) -> set[tuple[str, float]]:
     found: set[tuple[str, float]] = set()
     for i, tok in enumerate(tokens):
+        if not (tok[:1] in _NUMBER_STARTS or tok in _NUMBERISH):  # most tokens: no figure
+            continue
         value: float | None = None
         money = tok.startswith(("$", "£", "€"))
         core = tok.lstrip("$£€").rstrip("%").replace(",", "")
@@ -470,20 +489,26 @@ def _fold_pattern(phrases: list[str]) -> re.Pattern[str]:
 
 _FOLD_ALL = _fold_pattern(_SYNONYM_ORDER)
 _FOLD_PHRASES = _fold_pattern(_PHRASES)
+_FOLD_FIRST_WORDS = frozenset(phrase.split()[0] for phrase in _SYNONYM_ORDER)
 
 
 def _fold(text: str, *, phrases_only: bool = False) -> str:
     pattern = _FOLD_PHRASES if phrases_only else _FOLD_ALL
+    if _FOLD_FIRST_WORDS.isdisjoint(text.split()):  # nothing to fold: skip the regex
+        return text
     return pattern.sub(lambda m: _SYNONYMS[m.group(0)], f" {text} ").strip()
 
 
-def _action(folded: list[str], entities: set[str]) -> str:
+def _action(folded: Sequence[str], entities: frozenset[str]) -> str:
     words = [
         w for w in folded
-        if w not in entities and w not in _STOPWORDS and not any(c.isdigit() for c in w)
-        and "_" not in w and w not in _SCALES and w not in _NUMBER_WORDS
+        if w not in entities and w not in _NOT_ACTION and "_" not in w and not _DIGIT.search(w)
     ]
     return " ".join(words)
+
+
+_NOT_ACTION = frozenset([*_STOPWORDS, *_SCALES, *_NUMBER_WORDS])
+_DIGIT = re.compile(r"\d")
 
 
 def conflicts(a: EventSignature, b: EventSignature) -> list[str]:
