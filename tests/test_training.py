@@ -90,21 +90,40 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / "checkpoint-2").exists():
+    while time.time() < deadline and not (out / "checkpoint-2" / "trainer_state.json").exists():
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # interrupted mid-run, like a lost machine
     proc.wait()
     assert (out / "checkpoint-2").exists()
     assert not (out / "final").exists()
+    # and a later save cut off before its trainer state was written: it must be skipped
+    (out / "checkpoint-99").mkdir()
+    (out / "checkpoint-99" / "adapter_model.safetensors").write_bytes(b"partial")
     done = subprocess.run([sys.executable, str(script), str(out), "6", "resume"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("STEP"))
     step, resumed = line.split()[1:]
     assert step == "6"
-    assert "checkpoint-" in resumed and int(resumed.rsplit("-", 1)[1]) >= 2
+    assert "checkpoint-" in resumed and 2 <= int(resumed.rsplit("-", 1)[1]) < 99
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+
+
+def test_resume_skips_checkpoints_cut_off_mid_save(tmp_path, caplog):
+    from psychohistory.training.checkpoints import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    for step, state in ((2, '{"global_step": 2}'), (10, '{"global_step": 10}'),
+                        (11, '{"global_st'), (12, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-final-notes").mkdir()
+    with caplog.at_level("WARNING", logger="psychohistory.training"):
+        assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert "checkpoint-12" in caplog.text and "checkpoint-11" in caplog.text
 
 
 def test_plain_trl_grpo_trainer_with_our_rewards(tmp_path):

@@ -45,9 +45,9 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
     """The SFT run itself, in this process."""
     import torch
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_sft_dataset
     from psychohistory.training.models import load_model
@@ -78,8 +78,7 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
                          train_dataset=to_sft_dataset(cases,
                                                       target_probability=settings.target_probability),
                          peft_config=peft_config)
-    checkpoint = get_last_checkpoint(settings.output_dir) if resume and Path(
-        settings.output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(settings.output_dir) if resume else None
     output = trainer.train(resume_from_checkpoint=checkpoint)
     final = Path(settings.output_dir) / "final"
     trainer.save_model(str(final))

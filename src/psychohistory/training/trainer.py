@@ -154,9 +154,9 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     """The GRPO run itself, in this process (the local backend, and Modal's function body)."""
     import torch
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
+    from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_grpo_dataset
     from psychohistory.training.models import load_model
@@ -193,8 +193,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
                        train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
                        peft_config=peft_config)
-    checkpoint = get_last_checkpoint(config.output_dir) if resume and Path(
-        config.output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("resume=True but no checkpoint in %s: starting afresh", config.output_dir)
     output = grpo.train(resume_from_checkpoint=checkpoint)
