@@ -34,7 +34,8 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     assert {"cpu", "cores", "psychohistory"} <= set(meta["machine"])
 
     datasets = report["accuracy"]
-    assert {"event-pairs heldout", "event-pairs development", "dblp-acm"} <= set(datasets)
+    assert {"event-pairs fresh", "event-pairs heldout", "event-pairs development", "case-outcomes",
+            "dblp-acm"} <= set(datasets)
     names = {row["matcher"] for row in datasets["event-pairs heldout"]["results"]}
     assert {"raw rapidfuzz", "raw MiniLM cosine", "exact", "fuzzy", "embedding",
             "cascade"} <= names

@@ -104,6 +104,45 @@ def test_benchmark_reports_by_kind():
     assert set(result.accuracy_by_kind) == kinds
 
 
+@pytest.mark.parametrize("name", ["event-pairs", "event-pairs-heldout", "event-pairs-fresh"])
+def test_bundled_pair_sets_are_labelled_by_kind(name):
+    pairs = load_pairs(name)
+    assert len(pairs) >= 300
+    assert {p.kind for p in pairs} >= {"paraphrase", "antonym", "swapped_entity",
+                                       "changed_number", "different_event", "negation"}
+    assert all(p.label == (p.kind == "paraphrase") for p in pairs)
+
+
+def test_fresh_pairs_share_no_pair_with_the_older_sets():
+    fresh = {(p.left, p.right) for p in load_pairs("event-pairs-fresh")}
+    older = {(p.left, p.right) for name in ("event-pairs", "event-pairs-heldout")
+             for p in load_pairs(name)}
+    assert len(fresh) == len(load_pairs("event-pairs-fresh")) and not fresh & older
+
+
+def test_unknown_bundled_pair_set_is_named():
+    from psychohistory.bench.matchers import event_pairs_path
+
+    with pytest.raises(ValueError, match="event-pairs-fresh"):
+        event_pairs_path("event-pairs-new")
+
+
+def test_case_outcome_pairs_are_different_events_of_one_case():
+    from psychohistory.bench.matchers import CASE_OUTCOMES, case_outcome_pairs
+    from psychohistory.datasets import load_dataset
+
+    pairs = load_pairs(CASE_OUTCOMES)
+    assert pairs == case_outcome_pairs()
+    cases = load_dataset("historical")
+    expected = sum(len(t) * (len(t) - 1) // 2 for t in (
+        set([c.seed, *(o.event for o in c.outcomes)]) for c in cases))
+    assert len(pairs) == expected
+    assert all(p.label == 0 and p.left != p.right for p in pairs)
+    # an all-negative set has no recall or F1, only accuracy
+    result = evaluate_matcher(ph.get_matcher("exact"), pairs, name="exact", dataset="x")
+    assert np.isnan(result.f1) and result.accuracy_by_kind == {"same_case": 1.0}
+
+
 def test_dblp_acm_pairs_load():
     from pathlib import Path
 

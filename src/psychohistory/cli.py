@@ -135,8 +135,8 @@ def bench() -> None:
 @click.option("--matcher", "matchers", multiple=True, help="Matcher name (repeatable); "
               "default: every registered matcher but llm.")
 @click.option("--pairs", "pair_files", multiple=True, type=click.Path(exists=True),
-              help="Labelled pairs (JSONL or CSV, repeatable); default: the bundled held-out "
-                   "and development event pairs.")
+              help="Labelled pairs (JSONL or CSV, repeatable); default: the bundled event "
+                   "pairs (fresh, held-out, development) and the same-case outcome pairs.")
 @click.option("--split", type=click.Choice(["dev", "test"]), default=None,
               help="Only one half of the development pairs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
@@ -145,7 +145,9 @@ def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...], split
                    json_out: Path | None) -> None:
     """Precision, recall, F1, ROC AUC and pairs/s of matchers on labelled pairs."""
     from psychohistory.bench.matchers import (
+        CASE_OUTCOMES,
         EVENT_PAIRS,
+        EVENT_PAIRS_FRESH,
         EVENT_PAIRS_HELDOUT,
         results_json,
         results_table,
@@ -153,7 +155,8 @@ def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...], split
     )
 
     results = run_matcher_benchmark(matchers or None,
-                                    pair_files or (EVENT_PAIRS_HELDOUT, EVENT_PAIRS), split=split)
+                                    pair_files or (EVENT_PAIRS_FRESH, EVENT_PAIRS_HELDOUT, EVENT_PAIRS,
+                                                  CASE_OUTCOMES), split=split)
     click.echo(results_table(results))
     if json_out is not None:
         json_out.write_text(results_json(results) + "\n", encoding="utf-8")
