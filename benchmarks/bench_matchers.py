@@ -612,10 +612,9 @@ def _reading(acc: dict[str, Any]) -> list[str]:
             "emergency); the one-to-one assignment in resolution limits, but does not remove, "
             "the harm.")
     embedding = _row(acc, "event-pairs fresh", "embedding")
-    test = fresh
-    if test and embedding and abs(test["f1"] - embedding["f1"]) < 1e-9:
+    if fresh and embedding and abs(fresh["f1"] - embedding["f1"]) < 1e-9:
         auc = ("; its ROC AUC is higher because the exact and fuzzy stages' scores refine the "
-               "ranking" if test["roc_auc"] > embedding["roc_auc"] else "")
+               "ranking" if fresh["roc_auc"] > embedding["roc_auc"] else "")
         notes.append("On the fresh pairs the cascade decides as the embedding matcher alone does "
                      f"(same F1){auc}.")
     cov = acc.get("event-pairs fresh", {}).get("cascade_coverage")

@@ -81,23 +81,22 @@ def load_pairs(path: str | Path | None = None, *, split: str | None = None) -> l
     """Labelled pairs from a JSONL or CSV file (default: the bundled event pairs)."""
     if path == CASE_OUTCOMES:
         pairs = case_outcome_pairs()
-        return pairs if split is None else [p for p in pairs if pair_split(p) == split]
-    if path is None or path in _PAIR_FILES:
-        path = event_pairs_path(str(path or EVENT_PAIRS))
     else:
-        path = Path(path)
-    if path.suffix == ".csv":
-        pairs = _pairs_from_csv(path)
-    else:
-        pairs = []
-        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if raw.strip():
-                pairs.append(_pair_from_record(_json_record(raw, path, number), path, number))
+        pairs = _pairs_from_file(event_pairs_path(str(path or EVENT_PAIRS))
+                                 if path is None or path in _PAIR_FILES else Path(path))
     if split is not None:
         if split not in ("dev", "test"):
             raise ValueError(f"split must be 'dev', 'test' or None, got {split!r}")
         pairs = [p for p in pairs if pair_split(p) == split]
     return pairs
+
+
+def _pairs_from_file(path: Path) -> list[Pair]:
+    if path.suffix == ".csv":
+        return _pairs_from_csv(path)
+    return [_pair_from_record(_json_record(raw, path, number), path, number)
+            for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+            if raw.strip()]
 
 
 def _json_record(raw: str, path: Path, number: int) -> dict[str, Any]:

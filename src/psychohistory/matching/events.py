@@ -358,10 +358,9 @@ def signature(text: str) -> EventSignature:
                 tokens.append(low)
                 flags.append(tok[:1].isupper() and _is_proper(raw, i))
             i += 1
-    # set tests first: most texts have no figure, negation or intent word to look at closely
+    # set tests first: most texts have no negation or intent word to look at closely
     words = set(tokens)
-    numbers = _numbers(tokens) if _DIGITISH.search(text) or not words.isdisjoint(_NUMBERISH) \
-        else set()
+    numbers = _numbers(tokens)
     polarity = _polarity(_fold(" ".join(tokens), phrases_only=True).split())
     # "votes No" / "says no" is a rejection (approval axis), not a negation
     negated = (not words.isdisjoint(_NEGATIONS) or "'" in text or "\u2019" in text) and any(
@@ -441,7 +440,6 @@ def _next_is_capital(tokens: list[str], i: int) -> bool:
 
 _DECIMAL = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER_STARTS = frozenset("0123456789$£€")
-_DIGITISH = re.compile(r"[\d$£€]")
 _NUMBERISH = frozenset([*_NUMBER_WORDS, "half", "quarter", "half-point", "quarter-point"])
 
 
