@@ -1,3 +1,4 @@
+import json
 from collections import Counter
 from datetime import date
 
@@ -12,28 +13,108 @@ def test_synthetic_file_is_the_generator_output():
     assert generate_synthetic_cases(5, seed=3) != generate_synthetic_cases(5, seed=4)
 
 
-def test_historical_is_real_and_complete():
+DOMAINS = {"elections", "central_banks_markets", "wars_diplomacy", "mergers_bankruptcies",
+           "public_health", "courts", "disasters", "technology", "energy_commodities", "labour",
+           "science_space", "sport_governance"}
+
+
+def _day(text):
+    """The earliest day a partial date (YYYY or YYYY-MM) can mean."""
+    return date.fromisoformat((text + "-01-01")[:10] if len(text) < 10 else text)
+
+
+def test_historical_is_the_outcome_bank():
     cases = load_dataset("historical")
-    assert len(cases) >= 40
+    outcomes = [o for c in cases for o in c.outcomes]
+    assert len(cases) >= 500 and len(outcomes) >= 2500
     domains = Counter(c.domain for c in cases)
-    for domain in ("election", "referendum", "financial_crisis", "pandemic", "war", "merger",
-                   "disaster"):
-        assert domains[domain] >= 3, domain
+    assert DOMAINS <= set(domains) and min(domains[d] for d in DOMAINS) >= 15, domains
+    full = sum(len(o.paraphrases) >= 3 and len(o.near_misses) >= 2 for o in outcomes)
+    assert full >= 0.9 * len(outcomes)
     for case in cases:
-        assert case.source and case.date
-        seed_day = date.fromisoformat(case.date)
-        assert date(1990, 1, 1) <= seed_day <= date(2024, 12, 31)
+        assert case.source and case.date and 3 <= len(case.outcomes) <= 7, case.id
+        seed_day = _day(case.date)
+        assert date(1990, 1, 1) <= seed_day <= date(2024, 12, 31), case.id
         for outcome in case.outcomes:
-            day = date.fromisoformat(outcome.date)
-            assert day >= seed_day, (case.id, outcome.id)
-            if outcome.parent:
-                assert day >= date.fromisoformat(case.outcome(outcome.parent).date)
+            if outcome.date and len(outcome.date) == 10 and len(case.date) == 10:
+                assert _day(outcome.date) >= seed_day, (case.id, outcome.id)
     assert sum(any(o.parent for o in c.outcomes) for c in cases) >= len(cases) // 2
 
 
-def test_splits_are_disjoint_and_stable():
-    train, test = load_dataset("historical", split="train"), load_dataset("historical", split="test")
-    assert train and test and not {c.id for c in train} & {c.id for c in test}
+def test_bank_file_is_built_from_the_domain_files():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts/build_bank.py"), "--check"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("up to date"), done.stdout[-2000:]
+
+
+def test_splits_are_by_case_and_no_story_crosses_them():
+    from psychohistory.datasets import split_of
+
+    cases = load_dataset("historical")
+    assert all(c.split == split_of(c.id) for c in cases)
+    share = Counter(c.split for c in cases)
+    assert 0.6 < share["train"] / len(cases) < 0.8 and share["dev"] and share["test"] >= 100
+    parts = {s: load_dataset("historical", split=s) for s in ("train", "dev", "test")}
+    assert sum(map(len, parts.values())) == len(cases)
+    # a story told in two splits would share its seed or an outcome's text across them
+    texts = {s: {t.casefold() for c in part for t in (c.seed, *(o.event for o in c.outcomes))}
+             for s, part in parts.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["dev"]
+    assert not texts["dev"] & texts["test"]
+
+
+def test_bank_pairs_by_kind_and_split():
+    from psychohistory.bench.matchers import load_pairs
+    from psychohistory.datasets.pairs import count_kinds
+
+    train, test = load_pairs("bank", split="train"), load_pairs("bank", split="test")
+    kinds = count_kinds(train)
+    for kind in ("paraphrase", "paraphrase_pair", "reversal", "swapped_entity", "changed_number",
+                 "stage_of_story", "same_actor_other_event", "negation", "within_case",
+                 "seed_restatement", "other_case"):
+        assert kinds[kind] >= 50, (kind, kinds)
+    assert {p.topic for p in train}.isdisjoint({p.topic for p in test})
+    assert all(p.label == (p.kind in ("paraphrase", "paraphrase_pair")) for p in train)
+    with pytest.raises(ValueError, match="split"):
+        load_pairs("bank", split="heldout")
+
+
+def test_outcome_texts_are_validated_with_their_line(tmp_path):
+    from psychohistory.cases import validate_cases_file
+
+    good = {"id": "o1", "event": "The Fed cuts rates", "paraphrases": ["The Fed will ease"],
+            "near_misses": [{"event": "The Fed raises rates", "kind": "reversal"}]}
+    bad = [dict(good, paraphrases=[" "]), dict(good, paraphrases=["a", "A"]),
+           dict(good, near_misses=[{"event": "The Fed will ease", "kind": "reversal"}]),
+           dict(good, near_misses=[{"event": "x", "kind": "opposite"}]),
+           dict(good, date="2020-02-30")]
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"c{i}", "seed": "S", "outcomes": [o]})
+                              for i, o in enumerate([good, *bad])) + "\n")
+    cases, errors = validate_cases_file(path)
+    assert len(cases) == 1 and [e.line for e in errors] == [2, 3, 4, 5, 6]
+    messages = [str(e) for e in errors]
+    assert "paraphrase 1 is blank" in messages[0] and "repeats paraphrase 1" in messages[1]
+    assert "near_misses 1 repeats paraphrase 1" in messages[2]
+    assert "'opposite' is not one of" in messages[3] and "not a real date" in messages[4]
+
+
+def test_wheel_stays_small(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d",
+                           str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.stat().st_size < 15e6, wheel.stat().st_size
 
 
 def test_unknown_dataset_lists_the_bundled_ones():

@@ -9,13 +9,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from psychohistory.errors import CaseFormatError
 from psychohistory.tree import EventNode, ProbabilityTree
 
 __all__ = [
+    "NEAR_MISS_KINDS",
+    "SPLITS",
     "Case",
+    "NearMiss",
     "CaseFormatError",
     "Outcome",
     "iter_jsonl",
@@ -25,11 +28,83 @@ __all__ = [
 ]
 
 
+#: How a near-miss differs from the outcome it imitates.
+NEAR_MISS_KINDS = ("reversal", "swapped_entity", "changed_number", "stage_of_story",
+                   "same_actor_other_event", "negation")
+#: The splits a bundled case can belong to (fixed per case, so no story crosses splits).
+SPLITS = ("train", "dev", "test")
+
+
+def check_date(value: str | None) -> str | None:
+    """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (a real calendar date), or ``None``.
+
+    Partial dates say how precisely a day is known; a guessed day is worse than none.
+
+    >>> check_date("2016-06"), check_date(None)
+    ('2016-06', None)
+    """
+    if value is None:
+        return None
+    import datetime
+
+    parts = value.split("-")
+    if not (1 <= len(parts) <= 3 and len(parts[0]) == 4
+            and all(p.isdigit() and p.isascii() for p in parts)
+            and all(len(p) == 2 for p in parts[1:])):
+        raise ValueError(f"{value!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+    year, month, day = (int(p) for p in [*parts, "01", "01"][:3])
+    try:
+        datetime.date(year, month, day)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real date ({exc})") from None
+    return value
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class NearMiss(BaseModel):
+    """A text that looks like an outcome but is another event (``kind`` says how it differs).
+
+    >>> NearMiss(event="Theresa May loses the Conservative leadership vote", kind="reversal").kind
+    'reversal'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(min_length=1)
+    kind: str
+
+    @field_validator("event")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in NEAR_MISS_KINDS:
+            raise ValueError(f"{value!r} is not one of {', '.join(NEAR_MISS_KINDS)}")
+        return value
+
+
 class Outcome(BaseModel):
     """An event that actually happened; ``parent`` names the outcome it followed from.
 
+    ``paraphrases`` (how a forecaster would have written the same event in advance) and
+    ``near_misses`` (look-alike texts that are other events) are optional; bundled real
+    cases carry them to train and test matchers.
+
     >>> Outcome(id="o2", event="Theresa May becomes prime minister", date="2016-07-13", parent="o1").parent
     'o1'
+    >>> Outcome(id="o1", event="Cameron resigns", paraphrases=["cameron resigns"])
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Outcome
+    ...paraphrase 1 repeats the outcome's own text...
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +113,27 @@ class Outcome(BaseModel):
     event: str = Field(min_length=1)
     date: str | None = None
     parent: str | None = None
+    paraphrases: list[str] = Field(default_factory=list)
+    near_misses: list[NearMiss] = Field(default_factory=list)
+
+    _check_date = field_validator("date")(classmethod(lambda cls, v: check_date(v)))
+
+    @model_validator(mode="after")
+    def _check_texts(self) -> Outcome:
+        seen = {_normal(self.event): "the outcome's own text"}
+        for i, text in enumerate(self.paraphrases, start=1):
+            key = _normal(text)
+            if not key:
+                raise ValueError(f"paraphrase {i} is blank")
+            if key in seen:
+                raise ValueError(f"paraphrase {i} repeats {seen[key]}")
+            seen[key] = f"paraphrase {i}"
+        for i, miss in enumerate(self.near_misses, start=1):
+            key = _normal(miss.event)
+            if key in seen:
+                raise ValueError(f"near_misses {i} repeats {seen[key]}")
+            seen[key] = f"near_misses {i}"
+        return self
 
 
 class Case(BaseModel):
@@ -60,7 +156,17 @@ class Case(BaseModel):
     date: str | None = None
     domain: str | None = None
     source: str | None = None
+    split: str | None = None
     outcomes: list[Outcome] = Field(default_factory=list)
+
+    _check_date = field_validator("date")(classmethod(lambda cls, v: check_date(v)))
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, value: str | None) -> str | None:
+        if value is not None and value not in SPLITS:
+            raise ValueError(f"{value!r} is not one of {', '.join(SPLITS)}")
+        return value
 
     @model_validator(mode="after")
     def _check_links(self) -> Case:
@@ -197,7 +303,16 @@ def save_cases(cases: Iterable[Case], path: str | Path) -> Path:
     >>> path.read_text()
     '{"id": "c", "seed": "S", "context": "", "outcomes": []}\\n'
     """
-    return write_jsonl((case.model_dump(exclude_none=True) for case in cases), path)
+    return write_jsonl((_record(case) for case in cases), path)
+
+
+def _record(case: Case) -> dict[str, Any]:
+    record = case.model_dump(exclude_none=True)
+    for outcome in record["outcomes"]:  # optional lists only where they hold something
+        for key in ("paraphrases", "near_misses"):
+            if not outcome[key]:
+                del outcome[key]
+    return record
 
 
 def write_jsonl(records: Iterable[Any], path: str | Path) -> Path:

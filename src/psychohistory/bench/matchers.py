@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from psychohistory.datasets.pairs import Pair, bank_pairs
 from psychohistory.errors import CaseFormatError
 
 EVENT_PAIRS = "event-pairs"
@@ -32,21 +33,23 @@ EVENT_PAIRS_FRESH = "event-pairs-fresh"
 # every pair of two different events of one shipped historical case (all label 0): what
 # resolution asks, where each predicted event meets every outcome of its case
 CASE_OUTCOMES = "case-outcomes"
+# pairs drawn from the outcome bank's paraphrases and near-misses, split by case
+BANK = "bank"
+# forecast-style texts against real outcomes, on stories not in the bank, by authors who saw
+# neither the bank's paraphrases nor any matcher's scores: the verifier's blind test
+EVENT_PAIRS_BLIND = "event-pairs-blind"
+# every node of real SmolLM2 trees (baseline and after SFT) against every outcome of its test
+# case, labelled by an author who saw no matcher score: what resolution meets in use
+EVENT_PAIRS_AUDIT = "event-pairs-audit"
 _PAIR_FILES = {EVENT_PAIRS: "event_pairs.jsonl", EVENT_PAIRS_HELDOUT: "event_pairs_heldout.jsonl",
-               EVENT_PAIRS_FRESH: "event_pairs_fresh.jsonl"}
-
-
-@dataclass(frozen=True)
-class Pair:
-    left: str
-    right: str
-    label: int
-    kind: str = ""
+               EVENT_PAIRS_FRESH: "event_pairs_fresh.jsonl",
+               EVENT_PAIRS_BLIND: "event_pairs_blind.jsonl",
+               EVENT_PAIRS_AUDIT: "event_pairs_audit.jsonl"}
 
 
 def event_pairs_path(name: str = EVENT_PAIRS) -> Path:
-    """A bundled labelled pair file: ``EVENT_PAIRS`` (development), ``EVENT_PAIRS_HELDOUT``
-    or ``EVENT_PAIRS_FRESH``."""
+    """A bundled labelled pair file: ``EVENT_PAIRS`` (development), ``EVENT_PAIRS_HELDOUT``,
+    ``EVENT_PAIRS_FRESH``, ``EVENT_PAIRS_BLIND`` or ``EVENT_PAIRS_AUDIT``."""
     if name not in _PAIR_FILES:
         raise ValueError(f"no bundled pair set {name!r}; choose from {sorted(_PAIR_FILES)}")
     return Path(str(resources.files("psychohistory.datasets") / "data" / _PAIR_FILES[name]))
@@ -78,7 +81,18 @@ def pair_split(pair: Pair) -> str:
 
 
 def load_pairs(path: str | Path | None = None, *, split: str | None = None) -> list[Pair]:
-    """Labelled pairs from a JSONL or CSV file (default: the bundled event pairs)."""
+    """Labelled pairs from a JSONL or CSV file (default: the bundled event pairs).
+
+    ``"bank"`` draws them from the outcome bank (:mod:`psychohistory.datasets.pairs`); there
+    ``split`` is a split of cases (``train``, ``dev``, ``test``). Elsewhere ``split`` halves
+    a pair file by a hash of each pair (``dev``, ``test``).
+    """
+    if path == BANK:
+        from psychohistory.datasets import SPLITS, load_dataset
+
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        return bank_pairs(load_dataset("historical", split=split))
     if path == CASE_OUTCOMES:
         pairs = case_outcome_pairs()
     else:
@@ -122,7 +136,7 @@ def _pair_from_record(record: dict[str, Any], path: Path, number: int) -> Pair:
             if label not in (0, 1):
                 raise CaseFormatError(f"label must be 0 or 1, got {label}", path=path, line=number)
             return Pair(str(record[left_key]), str(record[right_key]), label,
-                        str(record.get("kind", "")))
+                        str(record.get("kind", "")), str(record.get("topic", "")))
     raise CaseFormatError("needs predicted/actual (or left/right) text fields", path=path,
                           line=number)
 
@@ -197,17 +211,17 @@ def evaluate_matcher(matcher: Any, pairs: Sequence[Pair], *, name: str, dataset:
 
 
 def baseline_matchers() -> dict[str, Any]:
-    """Raw similarity without the event checks: what the checks are measured against."""
+    """Raw similarity (rapidfuzz, MiniLM cosine) at the event threshold 0.5: the baselines."""
     from psychohistory.matching.fuzzy import FuzzyMatcher
 
-    baselines: dict[str, Any] = {"raw rapidfuzz": FuzzyMatcher(event_aware=False)}
+    baselines: dict[str, Any] = {"raw rapidfuzz": FuzzyMatcher(threshold=0.5)}
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:
         return baselines
     from psychohistory.matching.embedding import EmbeddingMatcher
 
-    baselines["raw MiniLM cosine"] = EmbeddingMatcher(event_aware=False)
+    baselines["raw MiniLM cosine"] = EmbeddingMatcher(threshold=0.5)
     return baselines
 
 
