@@ -55,3 +55,11 @@ def embedding_matcher():
     from psychohistory.matching.embedding import EmbeddingMatcher
 
     return EmbeddingMatcher()
+
+
+@pytest.fixture(scope="session")
+def event_matcher(embedding_matcher):
+    """The default event cascade (exact, candidates, the shipped verifier), loaded once."""
+    from psychohistory.matching.cascade import CascadeMatcher
+
+    return CascadeMatcher(embedding=embedding_matcher)

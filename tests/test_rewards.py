@@ -66,10 +66,10 @@ def score(completion, reward):
 
 
 @pytest.fixture(params=["calibration", "default-composition"])
-def reward(request):
+def reward(request, event_matcher):
     if request.param == "calibration":
-        return ph.get_reward("calibration", matcher=ph.get_matcher("cascade", embedding=False))
-    return default_composition(matcher=ph.get_matcher("cascade", embedding=False))
+        return ph.get_reward("calibration", matcher=event_matcher)
+    return default_composition(matcher=event_matcher)
 
 
 def test_honest_tree_beats_junk_at_probability_zero(reward):
@@ -131,8 +131,8 @@ def test_sharpness_rewards_resolution_not_extremeness():
     assert score(junk, sharp) == score(right, sharp)  # a confident "no" to junk earns nothing
 
 
-def test_diversity_penalises_near_duplicate_siblings():
-    diversity = ph.get_reward("diversity", matcher=ph.get_matcher("cascade", embedding=False))
+def test_diversity_penalises_near_duplicate_siblings(event_matcher):
+    diversity = ph.get_reward("diversity", matcher=event_matcher)
     distinct = tree(("Cameron resigns", 0.5), ("The pound falls", 0.5))
     dupes = tree(("Cameron resigns", 0.5), ("Cameron resigns.", 0.5), ("The pound falls", 0.5))
     assert diversity([distinct, dupes]) == [0.0, pytest.approx(-1 / 3)]

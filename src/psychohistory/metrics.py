@@ -13,10 +13,12 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "BrierDecomposition",
+    "bootstrap_interval",
     "brier_decomposition",
     "brier_score_loss",
     "expected_calibration_error",
     "log_loss",
+    "outcome_calibration_error",
     "reliability_curve",
     "sharpness",
 ]
@@ -133,6 +135,48 @@ class BrierDecomposition:
     def residual(self) -> float:
         """What the binned identity misses (0 when forecasts take one value per bin)."""
         return self.brier - (self.reliability - self.resolution + self.uncertainty)
+
+
+def outcome_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, *, n_outcomes: int,
+                              n_bins: int = 10) -> float:
+    """ECE normalised by what happened: ``sum over bins |sum(y - p)| / n_outcomes``.
+
+    The plain ECE divides by the number of forecasts, so junk written at p = 0 (calibrated,
+    and worthless) dilutes it. Dividing by the number of real outcomes instead, a forecast at
+    p = 0 that did not happen changes nothing.
+
+    >>> outcome_calibration_error([1, 0], [0.8, 0.4], n_outcomes=1, n_bins=10)
+    0.6
+    >>> outcome_calibration_error([1, 0, 0, 0], [0.8, 0.4, 0.0, 0.0], n_outcomes=1, n_bins=10)
+    0.6
+    """
+    if n_outcomes < 1:
+        raise ValueError(f"n_outcomes must be at least 1, got {n_outcomes}")
+    y, p, _ = _check(y_true, y_prob)
+    ids = _bins(p, n_bins, "uniform")
+    gaps = np.bincount(ids, weights=y - p, minlength=n_bins)
+    return round(float(np.abs(gaps).sum() / n_outcomes), 12)
+
+
+def bootstrap_interval(values: ArrayLike, *, level: float = 0.95, n_resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (e.g. one number per case).
+
+    >>> lo, hi = bootstrap_interval([0.1, 0.2, 0.3, 0.4, 0.5])
+    >>> lo < 0.3 < hi
+    True
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or not v.size:
+        raise ValueError("values must be a non-empty 1-D array")
+    if not np.isfinite(v).all():
+        raise ValueError("values must be finite")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_resamples, v.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 
 
 def brier_decomposition(y_true: ArrayLike, y_prob: ArrayLike) -> BrierDecomposition:

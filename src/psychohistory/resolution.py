@@ -7,6 +7,9 @@ The one place rewards and the evaluator turn a tree and a case into forecasts:
 2. A node whose parent did not come true is *unscored*: its probability is conditional on
    an event that did not happen.
 3. An outcome no scored node matched is *missed*: a forecast of probability 0 that happened.
+4. The seed is not a forecast: a node that is the same event as the case's seed or context
+   (as the matcher judges it against those texts) *restates the seed*. It never resolves
+   true, so it is scored as a forecast that did not happen and its children go unscored.
 
 Matching runs once per group of trees: every distinct event string of the group is scored
 against the case's outcomes in one call, so GRPO's completions of one prompt share the work.
@@ -46,6 +49,7 @@ class ResolvedNode:
     outcome: str | None = None  # id of the matched outcome
     method: str | None = None
     match_score: float | None = None
+    restates_seed: bool = False
 
     @property
     def happened(self) -> bool:
@@ -68,6 +72,11 @@ class Resolution:
     @property
     def n_outcomes(self) -> int:
         return len(self.outcome_depth)
+
+    @property
+    def restated(self) -> list[ResolvedNode]:
+        """Nodes that restate the seed or context (never true)."""
+        return [n for n in self.nodes if n.restates_seed]
 
     def forecasts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(y, p, depth)`` over scored nodes, then missed outcomes as ``(1, 0, depth)``."""
@@ -95,6 +104,10 @@ def resolve(tree: ProbabilityTree, case: Case, matcher: Matcher) -> Resolution:
     [('A', True, 'a'), ('B', True, 'b'), ('X', True, None), ('C', False, None)]
     >>> [o.id for o in r.missed]
     ['c']
+    >>> seedy = parse_tree('{"seed": "S", "children": [{"event": "S", "probability": 1},'
+    ...                    ' {"event": "A", "probability": 0.5}]}')
+    >>> [(n.event, n.restates_seed, n.outcome) for n in resolve(seedy, case, ExactMatcher()).nodes]
+    [('S', True, None), ('A', False, 'a')]
     """
     return resolve_many([tree], case, matcher)[0]  # type: ignore[return-value]
 
@@ -111,18 +124,30 @@ def resolve_many(
     row_of = {text: i for i, text in enumerate(texts)}
     outcome_texts = [o.event for o in case.outcomes]
     stages = matcher_stages(matcher, texts, outcome_texts) if texts and outcome_texts else []
+    restating = restates_seed(matcher, texts, case)
     depth = {o.id: case.depth_of(o.id) for o in case.outcomes}
     results: list[Resolution | None] = []
     for tree, tree_views in zip(trees, views, strict=True):
         if tree is None:
             results.append(None)
             continue
-        results.append(_resolve_views(tree_views, case, stages, row_of, depth))
+        results.append(_resolve_views(tree_views, case, stages, row_of, depth, restating))
     return results
 
 
+def restates_seed(matcher: Matcher, texts: Sequence[str], case: Case) -> set[str]:
+    """The texts the matcher judges to be the same event as the case's seed or context."""
+    anchors = [t for t in dict.fromkeys((case.seed, case.context)) if t.strip()]
+    if not texts or not anchors:
+        return set()
+    scores = np.asarray(matcher.score(list(texts), anchors))
+    hits = np.nonzero((scores >= matcher.threshold).any(axis=1))[0]
+    return {texts[i] for i in hits}
+
+
 def _resolve_views(views: list[NodeView], case: Case, stages: list[Stage],
-                   row_of: dict[str, int], depth: dict[str, int]) -> Resolution:
+                   row_of: dict[str, int], depth: dict[str, int],
+                   restating: set[str]) -> Resolution:
     children: dict[tuple[int, ...], list[NodeView]] = {}
     for view in views:
         children.setdefault(view.path[:-1], []).append(view)
@@ -130,16 +155,17 @@ def _resolve_views(views: list[NodeView], case: Case, stages: list[Stage],
     unused = list(range(len(case.outcomes)))
     level = children.get((), [])
     while level:
-        found = stage_matches(stages, [row_of[v.node.event] for v in level], unused) if stages \
-            else []
-        by_row = {m.predicted: m for m in found}
+        candidates = [i for i, v in enumerate(level) if v.node.event not in restating]
+        found = stage_matches(stages, [row_of[level[i].node.event] for i in candidates],
+                              unused) if stages and candidates else []
+        by_row = {candidates[m.predicted]: m for m in found}
         next_level: list[NodeView] = []
         for i, view in enumerate(level):
             m = by_row.get(i)
             resolved[view.path] = ResolvedNode(
                 view.path_str, view.depth, view.node.event, view.node.probability, True,
                 case.outcomes[m.actual].id if m else None, m.method if m else None,
-                m.score if m else None)
+                m.score if m else None, view.node.event in restating)
             if m is not None:
                 next_level.extend(children.get(view.path, []))
         used = {m.actual for m in found}

@@ -23,5 +23,6 @@ def register_matchers(register: Any) -> None:
     register("exact", _lazy("psychohistory.matching.exact", "ExactMatcher"))
     register("fuzzy", _lazy("psychohistory.matching.fuzzy", "FuzzyMatcher"))
     register("embedding", _lazy("psychohistory.matching.embedding", "EmbeddingMatcher"))
+    register("verifier", _lazy("psychohistory.matching.verifier", "VerifierMatcher"))
     register("llm", _lazy("psychohistory.matching.llm", "LLMMatcher"))
     register("cascade", _lazy("psychohistory.matching.cascade", "CascadeMatcher"))

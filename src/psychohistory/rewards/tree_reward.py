@@ -78,5 +78,5 @@ def _build_matcher(matcher: Matcher | str | None) -> Matcher:
     if matcher is None or isinstance(matcher, str):
         from psychohistory.plugins import get_matcher
 
-        return get_matcher(matcher or "cascade", **({} if matcher else {"embedding": False}))
+        return get_matcher(matcher or "cascade")
     return matcher
