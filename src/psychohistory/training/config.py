@@ -13,6 +13,7 @@ from typing import Any
 from psychohistory.errors import ConfigError
 
 QUANTIZE = (None, "4bit")
+ROLLOUTS = ("auto", "engine", "trl")
 
 
 @dataclass
@@ -41,8 +42,14 @@ class TrainerConfig:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     target_modules: str | list[str] = field(default="all-linear", metadata={"help": "LoRA targets."})
     quantize: str | None = field(default=None, metadata={"help": "'4bit' (NF4, CUDA only)."})
-    gradient_checkpointing: bool = field(
-        default=True, metadata={"help": "Trade compute for memory (TRL's default)."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Trade compute for memory; None: off where the memory "
+                                        "planner says the run fits without it (on on the CPU)."})
+    rollout: str = field(
+        default="auto", metadata={"help": "Who samples: 'engine' (psychohistory's CUDA-graph "
+                                          "engine), 'trl' (TRL's generate, or vLLM with "
+                                          "extra use_vllm), 'auto' (the engine on CUDA where "
+                                          "supported)."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Checkpoints kept."})
     logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
@@ -68,6 +75,11 @@ class TrainerConfig:
             raise ConfigError(f"quantize must be one of {QUANTIZE}, got {self.quantize!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.rollout not in ROLLOUTS:
+            raise ConfigError(f"rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
+        if self.rollout == "engine" and self.extra.get("use_vllm"):
+            raise ConfigError("rollout='engine' and extra use_vllm=True both pick who samples: "
+                              "drop one (rollout='trl' with use_vllm for vLLM)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

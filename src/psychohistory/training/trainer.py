@@ -7,9 +7,11 @@ execution backend (``local`` by default).
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +137,8 @@ class Trainer:
             if isinstance(self.matcher, dict):
                 options = dict(self.matcher)
                 return get_matcher(options.pop("name", "cascade"), **options)
-            # exact + fuzzy by default: rewards must be fast; pass "cascade" for embeddings
-            return get_matcher(self.matcher or "cascade",
-                               **({} if self.matcher else {"embedding": False}))
+            # the event cascade (exact, candidates, trained verifier), on the GPU where there is one
+            return get_matcher(self.matcher or "cascade")
         return self.matcher
 
     def fit(self, cases: Sequence[Case], *, resume: bool = False) -> TrainResult:
@@ -177,6 +178,10 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     cuda = torch.cuda.is_available() and next(model.parameters()).is_cuda
     matcher = trainer.build_matcher()
     reward_funcs = build_rewards(trainer.rewards, matcher)
+    checkpointing = resolve_checkpointing(trainer, model, cuda=cuda)
+    rollout_func, why = choose_rollout(config, model, cuda=cuda)
+    logger.info("generation: %s; gradient checkpointing %s", why,
+                "on" if checkpointing else "off")
     args = GRPOConfig(
         output_dir=config.output_dir, max_steps=config.max_steps,
         learning_rate=config.learning_rate, num_generations=config.num_generations,
@@ -185,14 +190,17 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
         beta=config.beta, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, seed=config.seed, report_to=config.report_to,
         reward_weights=trainer.weights, use_cpu=not cuda, bf16=cuda,
-        gradient_checkpointing=config.gradient_checkpointing, **config.extra,
+        gradient_checkpointing=checkpointing, **config.extra,
     )
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                              lora_dropout=config.lora_dropout,
                              target_modules=config.target_modules, task_type="CAUSAL_LM")
-    grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
-                       train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
-                       peft_config=peft_config)
+    with warnings.catch_warnings():  # TRL calls rollout_func experimental; it is our contract
+        warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
+        grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
+                           train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
+                           peft_config=peft_config,
+                           **({"rollout_func": rollout_func} if rollout_func else {}))
     checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("resume=True but no checkpoint in %s: starting afresh", config.output_dir)
@@ -207,8 +215,71 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     (final / "psychohistory_train.json").write_text(json.dumps({
         "rewards": [r.__name__ for r in reward_funcs], "weights": trainer.weights,
         "config": config.to_dict(), "global_step": result.global_step,
-        "resumed_from": checkpoint}, indent=2, default=str))
+        "resumed_from": checkpoint, "generation": why,
+        "gradient_checkpointing": checkpointing}, indent=2, default=str))
     return result
+
+
+def resolve_checkpointing(trainer: Trainer, model: Any, *, cuda: bool) -> bool:
+    """``gradient_checkpointing=None``: off where the memory planner says the run fits
+    without it on this GPU, on otherwise (and on the CPU, whose memory is not planned)."""
+    config = trainer.config
+    if config.gradient_checkpointing is not None:
+        return config.gradient_checkpointing
+    if not cuda:
+        return True
+    from psychohistory.backends.base import PROMPT_TOKENS, local_gpu
+    from psychohistory.backends.memory import plan_memory
+
+    gpu, gib = local_gpu()
+    plan = plan_memory(model, method="grpo", lora_rank=config.lora_r, quantize=config.quantize,
+                       gpu=gpu, gpu_gib=gib,
+                       seq_len=PROMPT_TOKENS + config.max_completion_length,
+                       batch_size=config.per_device_train_batch_size,
+                       gradient_checkpointing=None)
+    return plan.gradient_checkpointing
+
+
+def choose_rollout(config: TrainerConfig, model: Any, *, cuda: bool) -> tuple[Any, str]:
+    """``(rollout_func or None, why)``: the engine, or TRL's own generation and the reason.
+
+    ``rollout="auto"`` takes the engine on CUDA for supported models and bf16/fp32 bases;
+    ``"engine"`` insists (on the CPU too, without CUDA graphs) and says why it cannot;
+    ``"trl"``, or ``extra={"use_vllm": True}``, leave generation to TRL.
+    """
+    from psychohistory.training.rollout import TRLRollout, unsupported_reason
+
+    extra = config.extra
+    if extra.get("use_vllm"):
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("use_vllm=True needs vLLM, which is not installed: pip install "
+                              "vllm (a CUDA build matching your torch), or drop use_vllm to "
+                              "sample with psychohistory's rollout engine")
+        return None, f"TRL's vLLM generation (vllm_mode={extra.get('vllm_mode', 'colocate')!r})"
+    if config.rollout == "trl":
+        return None, "TRL's generate (rollout='trl')"
+    forced = config.rollout == "engine"
+    from trl import GRPOTrainer
+
+    reason: str | None
+    if "rollout_func" not in inspect.signature(GRPOTrainer.__init__).parameters:
+        reason = "this TRL has no rollout_func (TRL >= 1.16 does)"
+    elif not cuda and not forced:
+        reason = "no CUDA GPU"
+    elif config.quantize == "4bit" and not forced:
+        reason = ("a 4-bit base (the engine runs it with the adapter unmerged, but that path is "
+                  "not yet measured on a GPU: rollout='engine' to use it)")
+    else:
+        kwargs = extra.get("generation_kwargs") or {}
+        if isinstance(kwargs, str):
+            kwargs = json.loads(kwargs)
+        reason = unsupported_reason(model, repetition_penalty=extra.get("repetition_penalty", 1.0),
+                                    generation_kwargs=kwargs)
+    if reason is None:
+        return TRLRollout(), "psychohistory's rollout engine" + ("" if cuda else " (CPU, no graphs)")
+    if forced:
+        raise ConfigError(f"rollout='engine' cannot run here: {reason}; use rollout='auto' or 'trl'")
+    return None, f"TRL's generate ({reason})"
 
 
 def merge_adapter(model: Any, adapter: str) -> Any:
