@@ -184,3 +184,145 @@ def test_repair_never_raises_and_only_keeps_real_nodes(children, cut):
                 e for n in nodes for e in events(n["children"])}
 
         assert {v.node.event for v in repaired.iter_nodes()} <= events(children)
+
+
+# --------------------------------------------------------------------------- strict JSON
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"seed": "x", "children": [], "children": [{"event": "E", "probability": 0.5}]}',
+     "children: duplicate key in the same object"),
+    ('{"seed": "S", "children": [{"event": "E", "probability": 0.5, "probability": 0.9}]}',
+     "children[0].probability: duplicate key"),
+    ('{"seed": "S", "children": [], "x": [{"y": 1, "y": 2}]}', "x[0].y: duplicate key"),
+    ('{"seed": "S", "children": [], "a b": 1, "a b": 2}', '["a b"]: duplicate key'),
+    ('{"seed": "S", "children": [{"event": "E", "probability": NaN}]}',
+     "children[0].probability: NaN is not a valid JSON number"),
+    ('{"seed": "S", "children": [{"event": "E", "probability": 0.5, "x": [1, -Infinity]}]}',
+     "children[0].x[1]: -Infinity is not a valid JSON number"),
+    ('{"seed": "S", "children": [], "note": Infinity}', "note: Infinity is not a valid"),
+    ('{"seed": "\\ud800", "children": []}', "seed: string has a lone surrogate \\ud800 at index 0"),
+    ('{"seed": "S", "children": [{"event": "ok \\udfff", "probability": 0.5}]}',
+     "children[0].event: string has a lone surrogate \\udfff at index 3"),
+    ('{"seed": "S", "children": [{"event": "E\ud800", "probability": 0.5}]}',  # a raw one
+     "children[0].event: string has a lone surrogate"),
+    ('{"seed": "S", "children": [], "\\ud800": 1}', 'key has a lone surrogate'),
+])
+def test_non_strict_json_names_its_path(text, message):
+    with pytest.raises(TreeParseError) as info:
+        parse_tree(text)
+    assert message in str(info.value)
+    assert str(info.value).isascii()  # the message never carries a surrogate itself
+
+
+def test_prose_around_an_invalid_object_still_finds_a_valid_one():
+    assert parse_tree('{"a": NaN} and then ' + json.dumps(GOOD)).seed == "Brexit vote passes"
+    assert parse_tree('{"a": 1, "a": 2} and then ' + json.dumps(GOOD)).seed == "Brexit vote passes"
+
+
+def test_surrogate_pairs_and_escapes_are_fine():
+    tree = parse_tree('{"seed": "S \\ud83d\\ude00", "children": [{"event": "caf\\u00e9 \U0001f600",'
+                      ' "probability": 0.5}]}')
+    assert tree.seed == "S \U0001f600" and tree.children[0].event == "café \U0001f600"
+
+
+@pytest.mark.parametrize(("text", "offset", "extra"), [
+    ('{"seed": "S", "children": []}}', 29, "'}'"),
+    ('{"seed": "S", "children": []} trailing', 29, "'trailing'"),
+    ('  {"seed": "S", "children": []}\n]', 31, "']'"),
+    ('{"seed": "S", "children": []}, "children": [{"event": "E", "probability": 1}]}', 29, "', \"children\""),
+    ('{"seed": "S", "children": []} {"seed": "T", "children": []}', 29, "'{\"seed\""),
+    ('{"note": "no children"} x', 23, "'x'"),
+])
+def test_trailing_text_after_a_bare_object_is_refused(text, offset, extra):
+    with pytest.raises(TreeParseError) as info:
+        parse_tree(text)
+    message = str(info.value)
+    assert message.startswith("unexpected text after the JSON object")
+    assert f"ends at character {offset}" in message and extra in message
+
+
+def test_trailing_text_inside_a_fenced_block_is_refused():
+    with pytest.raises(TreeParseError, match="in the fenced block"):
+        parse_tree("Here:\n```json\n" + json.dumps(GOOD) + "}\n```\nDone.")
+    with pytest.raises(TreeParseError, match="in the fenced block"):
+        parse_tree("```\n" + json.dumps(GOOD) + "\n// my notes\n```")
+
+
+@pytest.mark.parametrize("text", [
+    "```json\n" + json.dumps(GOOD) + "\n```",
+    "Sure!\n```json\n" + json.dumps(GOOD) + "\n```\nHope it helps {sic}",
+    "```\n" + json.dumps(GOOD) + "\n```\n```python\nprint(1)\n```",
+    "```json\n" + json.dumps(GOOD),  # the closing fence cut off
+    "Sure. " + json.dumps(GOOD) + " Done.",
+    "Sure. " + json.dumps(GOOD) + "}} {sic}",  # an object inside prose: the rest is prose
+    "```python\nx = 1\n```\n" + json.dumps(GOOD) + "\nDone.",  # after a closed block
+    '{"note": "draft"} then ' + json.dumps(GOOD) + " and so on",
+    "\n  " + json.dumps(GOOD) + "  \n\n",
+])
+def test_prose_and_fences_around_the_object_are_still_allowed(text):
+    assert parse_tree(text).seed == "Brexit vote passes"
+
+
+def test_huge_integers_are_out_of_range_not_an_overflow():
+    text = '{"seed": "S", "children": [{"event": "E", "probability": 1' + "0" * 400 + "}]}"
+    with pytest.raises(TreeParseError, match=r"children\[0\].probability: 1000.*is not in \[0, 1\]"):
+        parse_tree(text)
+    with pytest.raises(TreeParseError, match="invalid JSON"):  # past Python's int-digit limit
+        parse_tree(text.replace("1" + "0" * 400, "1" + "0" * 5000))
+
+
+def test_limits_refuse_bools():
+    with pytest.raises(ValueError, match="max_depth must be a positive int"):
+        TreeLimits(max_depth=True)
+
+
+def test_huge_max_depth_fails_cleanly_on_deep_trees():
+    node = '{"event": "E", "probability": 0.5, "children": ['
+    text = '{"seed": "S", "children": [' + node * 2000 + "]}" * 2000 + "]}"
+    with pytest.raises(TreeParseError):
+        parse_tree(text,
+                   limits=TreeLimits(max_depth=10_000, max_nodes=10_000, max_input_chars=10**7))
+
+
+def test_repair_report_says_what_was_cut_and_closed():
+    from psychohistory.tree import TruncationRepair, repair_truncated_report
+
+    text = "Sure: " + json.dumps(GOOD)
+    cut = text[: text.index("The pound") + 5]
+    report = repair_truncated_report(cut)
+    assert isinstance(report, TruncationRepair)
+    assert report.start == 6 and report.closed == "]}"
+    assert cut[report.end - 1] == "}" and report.cut_chars == len(cut) - report.end
+    mended = cut[report.start:report.end] + report.closed
+    assert parse_tree(mended) == report.tree
+    assert str(report) == (f"cut {report.cut_chars} characters after character {report.end} "
+                           "and closed ']}'")
+    inner = json.dumps(GOOD)[:json.dumps(GOOD).index('"timeframe"') - 1]
+    assert repair_truncated_report(inner) is None  # nothing before the first closed node
+    full = json.dumps(GOOD)
+    deeper = full[: full.index("}", full.index("Theresa May")) + 1] + ', {"event": "Bo'
+    report = repair_truncated_report(deeper)
+    assert report is not None and report.closed == "]}]}" and report.cut_chars == 15
+    assert [v.node.event for v in report.tree.iter_nodes()] == [
+        "David Cameron resigns", "Theresa May becomes prime minister"]
+    assert repair_truncated_report(json.dumps(GOOD)) is None
+
+
+def test_repair_applies_the_strict_rules_to_what_it_keeps():
+    from psychohistory.tree import repair_truncated
+
+    text = ('{"seed": "S", "children": [{"event": "A", "probability": 0.5, "probability": 0.6}, '
+            '{"event": "B", "pro')
+    assert repair_truncated(text) is None
+
+
+def test_tree_from_dict_refuses_lone_surrogates_too():
+    from psychohistory.tree import tree_from_dict
+
+    decoded = json.loads('{"seed": "S", "children": [{"event": "E", "probability": 0.5, '
+                         '"timeframe": "\\udc00"}]}')  # json.loads lets them through
+    with pytest.raises(TreeParseError, match=r"children\[0\].timeframe: string has a lone"):
+        tree_from_dict(decoded)
+    with pytest.raises(TreeParseError, match="seed: string has a lone"):
+        tree_from_dict({"seed": "\ud800", "children": []})
