@@ -35,6 +35,9 @@ class Generation:
 class ProbabilityTreeInference:
     """Generation of probability trees with a base model and switchable LoRA adapters.
 
+    ``adapter``: a LoRA adapter folder to start with (under the name ``"adapter"``); it is
+    checked before the model loads, so a wrong path fails in milliseconds, not after the load.
+
     >>> inference = ProbabilityTreeInference("smollm2-135m-instruct")  # doctest: +SKIP
     >>> inference.load_adapter("runs/grpo/final", "grpo")  # doctest: +SKIP
     'grpo'
@@ -49,15 +52,22 @@ class ProbabilityTreeInference:
         tokenizer: Any = None,
         device: str | None = None,
         quantize: str | None = None,
+        trust_remote_code: bool = False,
+        adapter: str | None = None,
         max_new_tokens: int = 320,
         temperature: float = 0.7,
         retries: int = 2,
         limits: TreeLimits | None = None,
     ) -> None:
+        if adapter is not None:
+            from psychohistory.training.models import check_adapter
+
+            check_adapter(adapter)
         if isinstance(model, str):
             from psychohistory.training.models import load_model
 
-            model, tokenizer = load_model(model, device=device, quantize=quantize)
+            model, tokenizer = load_model(model, device=device, quantize=quantize,
+                                          trust_remote_code=trust_remote_code)
         elif tokenizer is None:
             raise ConfigError("pass tokenizer= with a model object")
         self.model = model
@@ -68,21 +78,30 @@ class ProbabilityTreeInference:
         self.limits = limits
         self.adapters: dict[str, str] = {}
         self.active: str | None = None
+        if adapter is not None:
+            self.load_adapter(adapter, "adapter")
 
     # ------------------------------------------------------------------ adapters
 
     def load_adapter(self, path: str | None, name: str | None = None) -> str | None:
         """Switch to the adapter at ``path`` (loaded once, under ``name``), or to the base model.
 
-        The base weights stay in memory: peft keeps several adapters on one model.
+        The base weights stay in memory: peft keeps several adapters on one model. ``path`` is
+        checked first (:func:`~psychohistory.training.models.check_adapter`): a file, an empty
+        folder or one without a complete ``adapter_config.json`` and
+        ``adapter_model.safetensors`` raises ``ConfigError`` naming it, and the model is left
+        as it was.
         """
         if path is None:
             self.active = None
             return None
-        from peft import PeftModel
-
         name = name or f"adapter{len(self.adapters)}"
         if name not in self.adapters:
+            from psychohistory.training.models import check_adapter
+
+            check_adapter(path)
+            from peft import PeftModel
+
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(path, adapter_name=name)
             else:

@@ -12,10 +12,10 @@ import importlib
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -25,6 +25,7 @@ from psychohistory.errors import PluginError, RewardError, UnknownNameError
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "CheckedMatcher",
     "CheckedReward",
     "Registration",
     "get_backend",
@@ -36,6 +37,9 @@ __all__ = [
     "plugin_summary",
     "reset_plugin_manager",
 ]
+
+if TYPE_CHECKING:
+    CheckedMatcher: type  # defined on first use, see __getattr__ below
 
 hookimpl = hookspecs.hookimpl
 ENTRY_POINT_GROUP = "psychohistory"
@@ -183,13 +187,27 @@ def _build(kind: str, name: str, options: dict[str, Any]) -> tuple[Any, Registra
 
 
 def get_matcher(name: str, **options: Any) -> Any:
-    """Build the matcher registered as ``name``.
+    """Build the matcher registered as ``name``, checked so a bad score matrix names its plugin.
+
+    The matcher comes wrapped in a ``CheckedMatcher`` (a ``Matcher`` whose other attributes
+    are the wrapped matcher's): a score matrix of the wrong shape, with NaN or infinity, or
+    outside [0, 1], and any exception the matcher raises, become a ``PluginError`` naming it.
 
     >>> get_matcher("exact").match(["The Fed cuts rates."], ["the fed cuts rates"])[0].score
     1.0
+    >>> import numpy as np
+    >>> from psychohistory.plugins import CheckedMatcher
+    >>> class Broken:
+    ...     name, threshold = "broken", 0.5
+    ...     def score(self, predicted, actual):
+    ...         return np.full((len(predicted), len(actual)), np.nan)
+    >>> CheckedMatcher(Broken(), name="broken", plugin="mine").score(["a"], ["b", "c"])
+    Traceback (most recent call last):
+    ...
+    psychohistory.errors.PluginError: plugin 'mine': matcher 'broken' score() returned non-finite values (2 of 2: nan at [0, 0])
     """
-    matcher, _ = _build("matcher", name, options)
-    return matcher
+    matcher, entry = _build("matcher", name, options)
+    return _check_matcher(matcher, name=name, plugin=entry.plugin)
 
 
 def get_reward(name: str, **options: Any) -> CheckedReward:
@@ -214,10 +232,18 @@ def get_backend(name: str, **options: Any) -> Any:
 
 
 class CheckedReward:
-    """Wraps a reward so an exception or a non-finite value fails naming the plugin.
+    """Wraps a reward so an exception or a bad value fails naming the plugin.
 
-    TRL's contract: ``reward(completions, **kwargs) -> list[float | None]``. The wrapper keeps
-    the reward's ``__name__`` (TRL logs under it) and stays picklable.
+    TRL's contract: ``reward(completions, **kwargs) -> list[float | None]``, one value per
+    completion; ``None`` means "not applicable" and is passed on. Anything else (a string, a
+    dict, ``None`` instead of a list, the wrong length, NaN or infinity) raises
+    :class:`~psychohistory.errors.RewardError`. The wrapper keeps the reward's ``__name__``
+    (TRL logs under it) and stays picklable.
+
+    >>> CheckedReward(lambda completions, **kw: "0.5", name="text", plugin="mine")(["a"])
+    Traceback (most recent call last):
+    ...
+    psychohistory.errors.RewardError: plugin 'mine': reward 'text' returned a str ('0.5'), expected a list of 1 floats (None where not applicable)
     """
 
     def __init__(self, reward: Callable[..., Any], *, name: str, plugin: str | None) -> None:
@@ -227,27 +253,31 @@ class CheckedReward:
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         who = self.plugin or f"callable {self.__name__!r}"
+        n = len(completions)
         try:
             values = self.reward(completions, **kwargs)
+            if _is_sequence_of_values(values):
+                values = list(values)  # inside the try: a generator may raise as it runs
         except Exception as exc:
             raise RewardError(f"reward {self.__name__!r} raised {type(exc).__name__}: {exc}",
                               plugin=who) from exc
-        values = list(values) if isinstance(values, Iterable) else values
-        if not isinstance(values, list) or len(values) != len(completions):
+        if not isinstance(values, list):
             raise RewardError(
-                f"reward {self.__name__!r} returned {_describe(values)} for "
-                f"{len(completions)} completions", plugin=who)
+                f"reward {self.__name__!r} returned {_describe(values)}, expected a list of "
+                f"{n} floats (None where not applicable)", plugin=who)
+        if len(values) != n:
+            raise RewardError(
+                f"reward {self.__name__!r} returned {len(values)} values for {n} completions",
+                plugin=who)
         checked: list[float | None] = []
         for i, value in enumerate(values):
             if value is None:
                 checked.append(None)
                 continue
-            if isinstance(value, bool) or (not isinstance(value, int | float) and not hasattr(
-                value, "__float__"
-            )):
-                raise RewardError(f"reward {self.__name__!r} returned {value!r} at index {i}",
-                                  plugin=who)
-            number = float(value)
+            number = _as_float(value)
+            if number is None:
+                raise RewardError(f"reward {self.__name__!r} returned {_short(value)} at index "
+                                  f"{i}, expected a float or None", plugin=who)
             if not math.isfinite(number):
                 raise RewardError(
                     f"reward {self.__name__!r} returned non-finite {number} at index {i}",
@@ -264,10 +294,171 @@ class CheckedReward:
         return f"CheckedReward({self.__name__!r}, plugin={self.plugin!r})"
 
 
+def _is_sequence_of_values(values: Any) -> bool:
+    # a str or a dict is iterable, but iterating it yields characters or keys, not rewards
+    return isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping)
+
+
+def _as_float(value: Any) -> float | None:
+    """``float(value)`` for numbers (numpy and torch scalars too), ``None`` for anything else."""
+    if isinstance(value, bool | str | bytes) or not (
+            isinstance(value, int | float) or hasattr(value, "__float__")):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):  # e.g. an array of several numbers
+        return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _describe(values: Any) -> str:
-    if isinstance(values, list):
-        return f"{len(values)} values"
-    return type(values).__name__
+    if values is None:
+        return "None"
+    if isinstance(values, str | bytes):
+        return f"a {type(values).__name__} ({_short(values)})"
+    return f"a {type(values).__name__}"
+
+
+# CheckedMatcher subclasses Matcher, whose module imports numpy: the class is defined on first
+# use (PEP 562), so ``import psychohistory`` stays free of numpy. It pickles by this name.
+def __getattr__(name: str) -> Any:
+    if name == "CheckedMatcher":
+        return _checked_matcher_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _checked_matcher_class() -> type:
+    cls = globals().get("CheckedMatcher")
+    if cls is None:
+        cls = globals()["CheckedMatcher"] = _define_checked_matcher()
+    return cls
+
+
+def _check_matcher(matcher: Any, *, name: str, plugin: str | None) -> Any:
+    cls = _checked_matcher_class()
+    return matcher if isinstance(matcher, cls) else cls(matcher, name=name, plugin=plugin)
+
+
+def _define_checked_matcher() -> type:
+    import numpy as np
+
+    from psychohistory.errors import PsychohistoryError
+    from psychohistory.matching.base import Matcher, Stage, assign
+
+    own = ("matcher", "plugin", "registered_name")
+
+    class CheckedMatcher(Matcher):
+        """Wraps a matcher so an exception or a bad score matrix fails naming the plugin.
+
+        The contract: ``score(predicted, actual)`` is an array of shape
+        ``(len(predicted), len(actual))`` of finite values in [0, 1]. A matcher that raises, or
+        returns another shape, NaN, infinity or a value outside [0, 1], raises ``PluginError``
+        naming the matcher and its plugin; a ``PsychohistoryError`` it raises on purpose (the
+        verifier's failed hash check) passes unchanged. Other attributes (``threshold``, a
+        cascade's ``verifier``) read and write through to the wrapped matcher.
+        """
+
+        def __init__(self, matcher: Any, *, name: str, plugin: str | None) -> None:
+            self.__dict__.update(matcher=matcher, plugin=plugin, registered_name=name)
+
+        # ------------------------------------------------------------ transparency
+        def __getattr__(self, attr: str) -> Any:
+            inner = self.__dict__.get("matcher")
+            if inner is None:  # during unpickling, before __dict__ is filled
+                raise AttributeError(attr)
+            return getattr(inner, attr)
+
+        def __setattr__(self, attr: str, value: Any) -> None:
+            if attr in own:
+                self.__dict__[attr] = value
+            else:
+                setattr(self.matcher, attr, value)
+
+        @property
+        def name(self) -> str:  # type: ignore[override]
+            return str(getattr(self.matcher, "name", self.registered_name))
+
+        @property
+        def threshold(self) -> float:  # type: ignore[override]
+            return float(self.matcher.threshold)
+
+        def __repr__(self) -> str:
+            return repr(self.matcher)
+
+        # --------------------------------------------------------------- checking
+        def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return getattr(self.matcher, method)(*args, **kwargs)
+            except PsychohistoryError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"matcher {self.registered_name!r} {method}() raised "
+                                  f"{type(exc).__name__}: {exc}", plugin=self._who) from exc
+
+        @property
+        def _who(self) -> str:
+            return self.plugin or f"matcher {self.registered_name!r}"
+
+        def _check(self, scores: Any, shape: tuple[int, ...], call: str) -> np.ndarray:
+            where = f"matcher {self.registered_name!r} {call}"
+            try:
+                array = np.asarray(scores, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise PluginError(f"{where} returned {type(scores).__name__}, not an array of "
+                                  f"numbers: {exc}", plugin=self._who) from exc
+            if array.size == 0 and math.prod(shape) == 0:
+                return np.zeros(shape)  # nothing to score: any empty answer will do
+            if array.shape != shape:
+                raise PluginError(f"{where} returned shape {array.shape}, expected {shape} "
+                                  "(predicted x actual)", plugin=self._who)
+            bad = ~np.isfinite(array)
+            if bad.any():
+                first = tuple(int(k) for k in np.argwhere(bad)[0])
+                raise PluginError(f"{where} returned non-finite values ({int(bad.sum())} of "
+                                  f"{array.size}: {array[first]} at {list(first)})",
+                                  plugin=self._who)
+            outside = (array < 0.0) | (array > 1.0)
+            if outside.any():
+                first = tuple(int(k) for k in np.argwhere(outside)[0])
+                raise PluginError(f"{where} returned scores outside [0, 1] ({array[first]} at "
+                                  f"{list(first)})", plugin=self._who)
+            return array
+
+        def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
+            scores = self._call("score", predicted, actual)
+            return self._check(scores, (len(predicted), len(actual)), "score()")
+
+        def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
+            if not callable(getattr(self.matcher, "stage_scores", None)):
+                return [Stage(self.name, self.score(predicted, actual), self.threshold)]
+            stages = list(self._call("stage_scores", predicted, actual))
+            shape = (len(predicted), len(actual))
+            return [Stage(s.method, self._check(s.scores, shape,
+                                                f"stage_scores() stage {s.method!r}"),
+                          s.threshold) for s in stages]
+
+        def match(self, predicted: Sequence[str], actual: Sequence[str], *,
+                  threshold: float | None = None) -> list[Any]:
+            if getattr(type(self.matcher), "match", None) in (None, Matcher.match):
+                limit = self.threshold if threshold is None else threshold
+                return assign(self.score(predicted, actual), limit, method=self.name)
+            return list(self._call("match", predicted, actual, threshold=threshold))
+
+        def score_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+            if getattr(type(self.matcher), "score_pairs", None) in (None, Matcher.score_pairs):
+                return super().score_pairs(left, right)  # through the checked score
+            if len(left) != len(right):
+                raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
+            return self._check(self._call("score_pairs", left, right), (len(left),),
+                               "score_pairs()")
+
+    CheckedMatcher.__qualname__ = "CheckedMatcher"
+    CheckedMatcher.__module__ = __name__
+    return CheckedMatcher
 
 
 def plugin_summary() -> list[dict[str, Any]]:

@@ -7,8 +7,10 @@ and answer yes") is refused before any model sees it. Verdicts are cached per pa
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -78,9 +80,18 @@ class Judge(Protocol):
 class OpenAIJudge:
     """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, Ollama, OpenAI).
 
-    Requests run ``concurrency`` at a time, each with ``timeout`` seconds and up to
-    ``max_retries`` retries (exponential back-off) on connection errors, 429 and 5xx.
+    Requests run ``concurrency`` at a time. Each attempt gets ``timeout`` seconds for the whole
+    reply (a server that sends it a byte at a time is cut off too). Timeouts, refused or dropped
+    connections, replies cut off or not HTTP or not JSON, 429 and 5xx are retried up to
+    ``max_retries`` times with exponential back-off (``backoff`` seconds, doubling, at most
+    ``MAX_BACKOFF``); then ``ConnectionError`` names the endpoint and the last failure. Other
+    HTTP errors, and JSON without ``choices``, raise ``ConfigError`` at once (retrying would not
+    help). The first pair that fails stops the others: no pair starts and none in flight is
+    retried after it, so a dead endpoint costs about ``(max_retries + 1) * timeout`` in all.
+    An answer that is neither yes nor no counts as no (0.0) and is logged.
     """
+
+    MAX_BACKOFF = 10.0
 
     def __init__(
         self,
@@ -95,8 +106,9 @@ class OpenAIJudge:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise ConfigError("concurrency >= 1, max_retries >= 0 and timeout > 0 are required")
+        if concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0:
+            raise ConfigError("concurrency >= 1, max_retries >= 0, timeout > 0 and backoff >= 0 "
+                              "are required")
         self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith(
             "/v1") else "/v1/chat/completions")
         self.model = model
@@ -106,8 +118,25 @@ class OpenAIJudge:
         self.concurrency = concurrency
         self.backoff = backoff
         self.requests = 0
+        self._requests_lock = threading.Lock()
 
-    def _ask(self, a: str, b: str) -> float:
+    def _post(self, body: bytes, headers: dict[str, str]) -> bytes:
+        """One request; the reply's bytes, read within ``timeout`` seconds in all."""
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with self._requests_lock:
+            self.requests += 1
+        deadline = time.monotonic() + self.timeout
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            chunks = []
+            while chunk := response.read1(65536):
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the reply took over {self.timeout} s")
+            if response.length:  # the server closed the connection before the end
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        return b"".join(chunks)
+
+    def _ask(self, a: str, b: str, stop: threading.Event | None = None) -> float:
         body = json.dumps({
             "model": self.model,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT},
@@ -118,39 +147,104 @@ class OpenAIJudge:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last_error: Exception | None = None
+        stop = stop or threading.Event()
+        last_error = "no attempt was made"
+        attempts = 0
         for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            if attempt and stop.wait(min(self.MAX_BACKOFF, self.backoff * 2 ** (attempt - 1))):
+                break
+            if stop.is_set():  # another pair already failed: the caller is about to raise
+                break
+            attempts += 1
             try:
-                self.requests += 1
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                content = payload["choices"][0]["message"]["content"] or ""
-                verdict = parse_verdict(content)
-                if verdict is None:
-                    logger.warning("judge answered %r; counted as no", content[:80])
-                    return 0.0
-                return verdict
+                raw = self._post(body, headers)
             except urllib.error.HTTPError as exc:
-                last_error = exc
+                exc.close()
                 if exc.code != 429 and exc.code < 500:
                     raise ConfigError(f"judge endpoint {self.url} refused the request: "
                                       f"HTTP {exc.code} {exc.reason}") from exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last_error = exc
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise ConfigError(f"judge endpoint {self.url} sent an unexpected reply: "
-                                  f"{exc!r}") from exc
-        raise ConnectionError(f"judge endpoint {self.url} failed after "
-                              f"{self.max_retries + 1} attempts: {last_error}")
+                last_error = f"HTTP {exc.code} {exc.reason}"
+                continue
+            except (OSError, http.client.HTTPException) as exc:
+                # timeouts, refused or reset connections, replies cut off or not HTTP at all
+                last_error = _describe_failure(exc, self.timeout)
+                continue
+            try:
+                payload = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                last_error = f"a reply that is not JSON: {raw[:80]!r}"
+                continue
+            content = self._content(payload)
+            verdict = parse_verdict(content)
+            if verdict is None:
+                logger.warning("judge answered %r; counted as no", content[:80])
+                return 0.0
+            return verdict
+        raise ConnectionError(f"judge endpoint {self.url} failed after {attempts} attempts: "
+                              f"{last_error}")
+
+    def _content(self, payload: Any) -> str:
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            detail = payload.get("error") if isinstance(payload, dict) else None
+            raise ConfigError(
+                f"judge endpoint {self.url} sent JSON without choices[0].message.content "
+                f"({detail or str(payload)[:120]!r}); is it an OpenAI-compatible chat "
+                "completions endpoint?") from exc
+        if content is None:
+            return ""
+        if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if not isinstance(content, str):
+            raise ConfigError(f"judge endpoint {self.url} sent message content of type "
+                              f"{type(content).__name__}, expected text")
+        return content
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         if not pairs:
             return []
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda pair: self._ask(*pair), pairs))
+        stop = threading.Event()
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def ask(pair: tuple[str, str]) -> float:
+            try:
+                return self._ask(*pair, stop=stop)
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                stop.set()  # no new attempts anywhere: the error is on its way to the caller
+                raise
+
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            futures = [pool.submit(ask, pair) for pair in pairs]
+            out = []
+            for future in futures:
+                try:
+                    out.append(future.result())
+                except BaseException as exc:
+                    stop.set()
+                    first = failures[0] if failures else exc
+                    if first is exc:
+                        raise
+                    # the first failure, not a pair that gave up because of it
+                    raise first from first.__cause__
+            return out
+        finally:
+            # pending pairs never start; those in flight end within one timeout
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _describe_failure(exc: BaseException, timeout: float) -> str:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return f"timed out ({timeout} s): {reason}"
+    if isinstance(reason, http.client.IncompleteRead):
+        return (f"the connection closed mid-reply ({len(reason.partial)} bytes read, "
+                f"{reason.expected} missing)")
+    return f"{type(reason).__name__}: {reason}"
 
 
 class TransformersJudge:
@@ -251,7 +345,14 @@ class LLMMatcher(Matcher):
                 continue
             ask.append((a, b))
         if ask:
-            for pair, verdict in zip(ask, self.judge.judge(ask), strict=True):
+            verdicts = list(self.judge.judge(ask))
+            if len(verdicts) != len(ask):
+                raise ValueError(f"judge {type(self.judge).__name__} returned {len(verdicts)} "
+                                 f"verdicts for {len(ask)} pairs")
+            for pair, verdict in zip(ask, verdicts, strict=True):
+                if not math.isfinite(float(verdict)):
+                    raise ValueError(f"judge {type(self.judge).__name__} returned {verdict} "
+                                     f"for {pair!r}")
                 self.verdicts[pair] = float(min(1.0, max(0.0, verdict)))
         return [self.verdicts[pair] for pair in pairs]
 

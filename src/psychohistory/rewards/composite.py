@@ -18,6 +18,11 @@ def reward_name(reward: Callable[..., Any]) -> str:
 class CompositeReward:
     """``sum(w_i * reward_i)``; ``last_values`` holds each part's latest values by name.
 
+    A part's ``None`` ("not applicable", TRL's convention) is left out of the sum; where every
+    part is ``None`` the total is ``None`` too. Each part is checked like
+    :class:`~psychohistory.plugins.CheckedReward` (plain callables as well), so a part that
+    raises or returns a bad value fails with a ``RewardError`` naming it.
+
     In a plain ``trl.GRPOTrainer`` pass the parts as ``reward_funcs`` and the weights as
     ``GRPOConfig(reward_weights=...)`` instead: TRL then logs each part itself.
 
@@ -43,17 +48,24 @@ class CompositeReward:
         self.last_values: dict[str, list[float | None]] = {}
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
-        totals: list[float | None] = [0.0] * len(completions)
+        totals: list[float | None] = [None] * len(completions)
         self.last_values = {}
         for name, reward, weight in zip(self.names, self.rewards, self.weights, strict=True):
-            values = reward(completions, **kwargs)
-            self.last_values[name] = list(values)
+            values = _checked(reward, name)(completions, **kwargs)
+            self.last_values[name] = values
             for i, value in enumerate(values):
-                current = totals[i]
                 # None means "not applicable" (TRL's convention): it leaves the others' sum
-                if value is not None and current is not None:
-                    totals[i] = current + weight * float(value)
+                if value is not None:
+                    totals[i] = (totals[i] or 0.0) + weight * value
         return [None if t is None else round(t, 12) for t in totals]
+
+
+def _checked(reward: Callable[..., Any], name: str) -> Callable[..., list[float | None]]:
+    from psychohistory.plugins import CheckedReward
+
+    if isinstance(reward, CheckedReward):
+        return reward
+    return CheckedReward(reward, name=name, plugin=None)
 
 
 def _unique_names(names: list[str]) -> list[str]:

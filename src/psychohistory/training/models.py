@@ -5,13 +5,19 @@ The bundled model is SmolLM2-135M-Instruct as a GGUF file inside the ``llm-smoll
 which we do not need). The package is located, never imported. Loading from GGUF takes ~40 s
 on a small CPU, so the dequantised model is saved once as safetensors under the cache folder
 (``PSYCHOHISTORY_CACHE``, default ``~/.cache/psychohistory``) and loaded from there after.
+
+Loading is safe by default: weights only from safetensors files (``use_safetensors=True``;
+GGUF files hold no code either), no model code from the Hub unless ``trust_remote_code=True``
+is passed, and adapters checked by :func:`check_adapter` before peft reads them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,9 @@ logger = logging.getLogger("psychohistory.training.models")
 
 SMOLLM2 = "smollm2-135m-instruct"
 QUANTIZE_CHOICES = (None, "4bit")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def cache_dir() -> Path:
@@ -62,12 +71,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_tokenizer(name: str) -> Any:
+def load_tokenizer(name: str, *, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     path, gguf = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf) if gguf else \
-        AutoTokenizer.from_pretrained(path)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -79,27 +90,35 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     quantize: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)``: bf16 on GPU, fp32 on CPU; ``quantize="4bit"`` is NF4 on CUDA.
 
-    A model read from GGUF has its weights dequantised already; its GGUF
-    ``quantization_config`` is dropped so transformers and TRL will train it.
+    Weights load only from safetensors (or GGUF) files, and a model's own code from the Hub
+    runs only with ``trust_remote_code=True``. A model read from GGUF has its weights
+    dequantised already; its GGUF ``quantization_config`` is dropped so transformers and TRL
+    will train it.
     """
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConfigError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    path, gguf = resolve_model(name)
+    if not gguf:
+        _check_safetensors_weights(path)
+
     import torch
     from transformers import AutoModelForCausalLM
 
-    if quantize not in QUANTIZE_CHOICES:
-        raise ConfigError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
     device = device or default_device()
     if quantize == "4bit" and not device.startswith("cuda"):
         raise ConfigError("quantize='4bit' needs bitsandbytes on a CUDA GPU; on CPU leave "
                           "quantize=None (fp32)")
     torch_dtype = getattr(torch, dtype) if dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    path, gguf = resolve_model(name)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if gguf:
         kwargs["gguf_file"] = gguf
+    else:
+        kwargs["use_safetensors"] = True  # never unpickle a pytorch_model.bin
     if quantize == "4bit":
         from transformers import BitsAndBytesConfig
 
@@ -108,7 +127,7 @@ def load_model(
             bnb_4bit_use_double_quant=True)
         kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    tokenizer = load_tokenizer(name)
+    tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     if gguf:
         _drop_gguf_quantization(model)
         if name == SMOLLM2:
@@ -117,6 +136,81 @@ def load_model(
         model.to(device)  # type: ignore[arg-type]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _check_safetensors_weights(path: str) -> None:
+    """A local model folder whose weights are only pickles is refused before anything loads."""
+    folder = Path(path)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.glob("*.bin") if p.name != "training_args.bin")
+    if pickles:
+        raise ConfigError(f"model folder {folder} holds {', '.join(pickles[:3])} (pickles) and "
+                          "no .safetensors weights; psychohistory loads weights only from "
+                          "safetensors: convert the folder once (transformers' save_pretrained "
+                          "writes safetensors)")
+
+
+def check_adapter(path: str | Path) -> Path | None:
+    """The folder of the LoRA adapter at ``path``, checked before any model or peft loads.
+
+    The folder must hold ``adapter_config.json`` (parsable, with a ``peft_type``) and a
+    complete ``adapter_model.safetensors``; otherwise ``ConfigError`` names the path and what
+    is missing. A pickled ``adapter_model.bin`` is refused: adapters load only through
+    safetensors. ``None`` for a path that does not exist here but reads as a Hugging Face Hub
+    id (``user/adapter``): peft fetches and checks that one.
+
+    >>> import tempfile
+    >>> check_adapter(tempfile.mkdtemp(prefix="empty-"))
+    Traceback (most recent call last):
+    ...
+    psychohistory.errors.ConfigError: adapter .../empty-... has no adapter_config.json: it is an empty folder; pass the folder peft saved (Trainer and sft results give it as adapter_path)
+    """
+    folder = Path(path)
+    where = f"adapter {path}"
+    if not folder.exists():
+        if _HUB_ID.match(str(path)):
+            return None
+        raise ConfigError(f"{where}: no such file or folder")
+    if not folder.is_dir():
+        raise ConfigError(f"{where} is a file, not an adapter folder; pass the folder peft "
+                          f"saved (with {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})")
+    config = folder / ADAPTER_CONFIG
+    if not config.is_file():
+        names = sorted(p.name for p in folder.iterdir())
+        if (folder / "config.json").is_file():
+            hint = "it holds config.json, so it looks like a full model: pass it as the model"
+        elif (folder / "final" / ADAPTER_CONFIG).is_file():
+            hint = f"did you mean {folder / 'final'}?"
+        elif names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            hint = f"it holds {shown}"
+        else:
+            hint = "it is an empty folder"
+        raise ConfigError(f"{where} has no {ADAPTER_CONFIG}: {hint}; pass the folder peft "
+                          "saved (Trainer and sft results give it as adapter_path)")
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {ADAPTER_CONFIG} is not readable JSON ({exc}); was it cut "
+                          "off while saving?") from exc
+    if not isinstance(settings, dict) or "peft_type" not in settings:
+        raise ConfigError(f"{where}: {ADAPTER_CONFIG} has no peft_type, so it is not a peft "
+                          "adapter config")
+    weights = folder / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        if (folder / "adapter_model.bin").is_file():
+            raise ConfigError(f"{where} holds adapter_model.bin, a pickle, and no "
+                              f"{ADAPTER_WEIGHTS}; psychohistory loads adapters only from "
+                              "safetensors (re-save it with peft's save_pretrained, which "
+                              "writes safetensors)")
+        raise ConfigError(f"{where} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}")
+    from psychohistory.training.checkpoints import unreadable_file
+
+    problem = unreadable_file(weights)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}; was it cut off while saving?")
+    return folder
 
 
 def _drop_gguf_quantization(model: Any) -> None:

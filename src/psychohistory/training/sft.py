@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from psychohistory.cases import Case
 from psychohistory.errors import ConfigError
 from psychohistory.training.config import SFTSettings
 from psychohistory.training.trainer import TrainResult
+
+logger = logging.getLogger("psychohistory.training")
 
 
 def sft(
@@ -50,7 +53,7 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_sft_dataset
-    from psychohistory.training.models import load_model
+    from psychohistory.training.models import check_adapter, load_model
 
     check_extra(settings.extra, SFTConfig, settings)
     if isinstance(model, str):
@@ -78,11 +81,16 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
                          train_dataset=to_sft_dataset(cases,
                                                       target_probability=settings.target_probability),
                          peft_config=peft_config)
+    # a checkpoint cut off mid-save is skipped (with a warning) for the complete one before it
     checkpoint = last_complete_checkpoint(settings.output_dir) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("resume=True but no complete checkpoint in %s: starting afresh",
+                       settings.output_dir)
     output = trainer.train(resume_from_checkpoint=checkpoint)
     final = Path(settings.output_dir) / "final"
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # peft writes adapter_model.safetensors
     tokenizer.save_pretrained(str(final))
+    check_adapter(final)  # what the next stage loads: fail here, not there, if it is not whole
     return TrainResult(adapter_path=str(final), output_dir=settings.output_dir,
                        global_step=trainer.state.global_step, metrics=dict(output.metrics),
                        log_history=list(trainer.state.log_history), resumed_from=checkpoint)
