@@ -48,12 +48,10 @@ def main(argv: list[str] | None = None) -> ph.EvaluationReport:
                         help="JSONL of {case_id, completion} (default: write a sample)")
     parser.add_argument("--cases", default="historical",
                         help="a cases .jsonl file or a bundled dataset name")
-    parser.add_argument("--split", choices=["train", "test"], default="test",
+    parser.add_argument("--split", choices=["train", "dev", "test"], default="test",
                         help="split of a bundled dataset (default: test)")
     parser.add_argument("--matcher", default="cascade", help="a registered matcher name")
-    parser.add_argument("--no-embedding", action="store_true",
-                        help="cascade without its sentence-embedding stage (faster)")
-    parser.add_argument("--tiny", action="store_true", help="a few cases only, no embeddings")
+    parser.add_argument("--tiny", action="store_true", help="a few cases only")
     parser.add_argument("--out", type=Path, default=Path("runs/evaluate"))
     args = parser.parse_args(argv)
 
@@ -64,13 +62,11 @@ def main(argv: list[str] | None = None) -> ph.EvaluationReport:
     args.out.mkdir(parents=True, exist_ok=True)
     trees_path = args.trees or write_sample_trees(cases, args.out / "sample_trees.jsonl")
 
-    trees, matched_cases, skipped = load_trees(trees_path, cases)
+    trees, matched_cases, skipped, errors = load_trees(trees_path, cases)
     for message in skipped:
         print("skipped:", message)
-    options = {"embedding": False} if args.matcher == "cascade" and (
-        args.no_embedding or args.tiny) else {}
-    evaluator = ph.TreeEvaluator(matcher=args.matcher, **options)
-    report = evaluator.evaluate_many(trees, matched_cases, skipped=skipped,
+    evaluator = ph.TreeEvaluator(matcher=args.matcher)
+    report = evaluator.evaluate_many(trees, matched_cases, skipped=skipped, parse_errors=errors,
                                      label=trees_path.stem)
     report.print_table()
     print(report.to_markdown())

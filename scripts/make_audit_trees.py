@@ -1,11 +1,16 @@
 """Real trees for the resolution audit: the bundled SmolLM2 before and after the demo's SFT.
 
-    .venv/bin/python scripts/make_audit_trees.py --cases 30     # ~20 minutes on the 2-core CPU
+    .venv/bin/python scripts/make_audit_trees.py --start 0 --end 36            # first batch
+    .venv/bin/python scripts/make_audit_trees.py --start 36 --samples 2 --adapter data/audit/.sft/final
 
-Writes ``data/audit/trees_baseline.jsonl`` and ``data/audit/trees_sft.jsonl`` (the raw
-completions, for ``psychohistory evaluate``) and ``data/audit/pairs_unlabelled.jsonl``: every
-predicted node of every tree that parsed against every outcome of its case, with no matcher
-score anywhere, for an author to label (``data/audit/README.md``).
+For the bank's test cases ``[start:end]``, writes (appending) ``data/audit/trees_baseline.jsonl`` and
+``trees_sft.jsonl`` (the greedy completions, for ``psychohistory evaluate``) and, with
+``--samples`` K > 1, K - 1 sampled completions per case and stage in ``trees_*_sampled.jsonl``.
+Then it rebuilds ``data/audit/pairs_unlabelled.jsonl`` from every trees file there: each node of
+each tree that parses against every outcome of its case, and against the case's seed and context
+(``anchor``: was it a restatement?), each distinct pair once, with no matcher score anywhere,
+for an author to label (``data/audit/README.md``). The demo's SFT (8 steps, LoRA r64, the
+bank's train split) runs once; ``--adapter`` reuses its output.
 """
 
 from __future__ import annotations
@@ -21,53 +26,99 @@ sys.path.insert(0, str(ROOT / "src"))
 OUT = ROOT / "data" / "audit"
 
 
+def append_trees(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def rebuild_pairs(out: Path) -> tuple[int, int]:
+    """Every (node, outcome) and (node, seed/context) pair of every tree file, once each."""
+    from psychohistory.datasets import load_dataset
+    from psychohistory.errors import TreeParseError
+    from psychohistory.tree import parse_tree
+
+    cases = {c.id: c for c in load_dataset("historical", split="test")}
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    trees = 0
+    for path in sorted(out.glob("trees_*.jsonl")):
+        stage = path.stem.removeprefix("trees_").removesuffix("_sampled")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            case = cases.get(record["case_id"])
+            if case is None:  # no longer a test case: not audited
+                continue
+            try:
+                tree = parse_tree(record["completion"], seed=case.seed)
+            except TreeParseError:
+                continue
+            trees += 1
+            anchors = [("seed", case.seed)] + ([("context", case.context)] if case.context else [])
+            for view in tree.iter_nodes():
+                targets = [(o.id, o.event, "outcome") for o in case.outcomes]
+                targets += [(name, text, "anchor") for name, text in anchors]
+                for target_id, text, role in targets:
+                    rows.setdefault((view.node.event, text), {
+                        "case_id": case.id, "stage": stage, "node": view.path_str,
+                        "seed": case.seed, "predicted": view.node.event, "target": target_id,
+                        "role": role, "actual": text})
+    with (out / "pairs_unlabelled.jsonl").open("w", encoding="utf-8") as handle:
+        for row in rows.values():
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return trees, len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=30, help="test-split cases to forecast")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--end", type=int, default=None)
+    parser.add_argument("--samples", type=int, default=1, help="draws per case and stage")
     parser.add_argument("--sft-steps", type=int, default=8)
+    parser.add_argument("--adapter", type=Path, default=None, help="reuse this SFT adapter")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
+    import torch
+
     from psychohistory.datasets import load_dataset
-    from psychohistory.demo import DemoConfig, generate_for_cases, write_generations
+    from psychohistory.demo import DemoConfig
     from psychohistory.inference import ProbabilityTreeInference
     from psychohistory.training.config import SFTSettings
     from psychohistory.training.models import load_model
+    from psychohistory.training.prompts import build_prompt
     from psychohistory.training.sft import sft
 
     config = DemoConfig()
-    cases = load_dataset("historical", split="test")[: args.cases]
+    cases = load_dataset("historical", split="test")[args.start:args.end]
     args.out.mkdir(parents=True, exist_ok=True)
+    adapter = args.adapter
+    if adapter is None:
+        adapter = sft(config.model, load_dataset("historical", split="train"), settings=SFTSettings(
+            output_dir=str(args.out / ".sft"), max_steps=args.sft_steps, max_length=768,
+            per_device_train_batch_size=config.sft_batch_size, save_steps=args.sft_steps,
+            logging_steps=4)).adapter_path
     model, tokenizer = load_model(config.model)
     inference = ProbabilityTreeInference(model, tokenizer=tokenizer,
                                          max_new_tokens=config.max_new_tokens, retries=0)
-    stages = {"baseline": generate_for_cases(inference, cases, label="baseline",
-                                             batch_size=config.batch_size)}
-    adapter = sft(config.model, load_dataset("historical", split="train"), settings=SFTSettings(
-        output_dir=str(args.out / ".sft"), max_steps=args.sft_steps, max_length=768,
-        per_device_train_batch_size=config.sft_batch_size, save_steps=args.sft_steps,
-        logging_steps=4)).adapter_path
-    inference.load_adapter(adapter, "sft")
-    stages["sft"] = generate_for_cases(inference, cases, label="sft", batch_size=config.batch_size)
-
-    rows = []
-    for stage, generations in stages.items():
-        write_generations(args.out / f"trees_{stage}.jsonl", cases, generations)
-        for case, gen in zip(cases, generations, strict=True):
-            if gen.tree is None:
-                continue
-            for view in gen.tree.iter_nodes():
-                for outcome in case.outcomes:
-                    rows.append({"case_id": case.id, "stage": stage, "node": view.path_str,
-                                 "seed": case.seed, "predicted": view.node.event,
-                                 "outcome": outcome.id, "actual": outcome.event})
-    unique = list({(r["predicted"], r["actual"]): r for r in rows}.values())
-    with (args.out / "pairs_unlabelled.jsonl").open("w", encoding="utf-8") as handle:
-        for row in unique:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    parsed = {s: sum(g.tree is not None for g in gens) for s, gens in stages.items()}
-    print(f"{len(cases)} cases; trees that parsed: {parsed}; "
-          f"{len(rows)} node-outcome pairs, {len(unique)} distinct")
+    for stage, path in (("baseline", None), ("sft", str(adapter))):
+        inference.load_adapter(path, None if path is None else "sft")  # None: the base model
+        for start in range(0, len(cases), config.batch_size):
+            batch = cases[start:start + config.batch_size]
+            greedy = inference.generate_trees([c.seed for c in batch], [c.context for c in batch],
+                                              batch_size=config.batch_size)
+            append_trees(args.out / f"trees_{stage}.jsonl",
+                         [{"case_id": c.id, "completion": g.text} for c, g in zip(batch, greedy,
+                                                                                  strict=True)])
+            prompts = [build_prompt(tokenizer, c.seed, c.context) for c in batch]
+            for draw in range(1, args.samples):
+                torch.manual_seed(draw)
+                texts = inference.generate_text(prompts, sample=True)
+                append_trees(args.out / f"trees_{stage}_sampled.jsonl",
+                             [{"case_id": c.id, "completion": t} for c, t in zip(batch, texts,
+                                                                                 strict=True)])
+            print(f"{stage}: {start + len(batch)} of {len(cases)} cases", flush=True)
+    trees, pairs = rebuild_pairs(args.out)
+    print(f"{trees} trees parse; {pairs} distinct pairs in {args.out / 'pairs_unlabelled.jsonl'}")
     return 0
 
 

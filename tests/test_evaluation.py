@@ -103,7 +103,7 @@ def test_coverage_is_attributed_to_the_cascade_method(brexit_case, event_matcher
 
 def test_restating_the_seed_never_resolves_true(brexit_case, event_matcher):
     restated = parse_tree(json.dumps({"seed": "S", "children": [
-        {"event": "Britain will vote to leave the EU", "probability": 1.0},
+        {"event": "united kingdom votes to leave the European Union.", "probability": 1.0},
         {"event": "David Cameron announces his resignation", "probability": 0.9}]}))
     m = ph.TreeEvaluator(matcher=event_matcher).evaluate(restated, brexit_case)
     assert m.n_restates_seed == 1 and m.n_matched == 1

@@ -106,11 +106,11 @@ def test_custom_reward_plugin(tmp_path):
 
 
 def test_benchmark_matchers(tmp_path):
-    text = run_example("benchmark_matchers.py", "--tiny", "--sweep", "fuzzy", "--out",
+    text = run_example("benchmark_matchers.py", "--tiny", "--sweep", "cascade", "--out",
                        str(tmp_path), cwd=tmp_path)
     assert "F1 by threshold" in text
     rows = json.loads((tmp_path / "matchers.json").read_text())
-    assert [row["matcher"] for row in rows] == ["exact", "fuzzy", "cascade"]
+    assert [row["matcher"] for row in rows] == ["exact", "fuzzy", "embedding", "cascade"]
     assert all(row["n_pairs"] == 60 for row in rows)
     assert (tmp_path / "matchers.md").read_text().startswith("| dataset | matcher |")
 

@@ -340,15 +340,10 @@ def test_load_cases_gives_cases_or_a_case_format_error_with_its_line(cases_path,
     check_load_cases(lines, cases_path)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="cases.iter_jsonl catches JSONDecodeError only (fix there)")
 def test_load_cases_deeply_nested_line(cases_path):
     check_load_cases(["[" * 100_000], cases_path)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="Python's int-digit limit raises a plain ValueError, which "
-                          "cases.iter_jsonl does not catch (fix there)")
 def test_load_cases_huge_integer(cases_path):
     check_load_cases(['{"id": 1' + "0" * 5000 + "}"], cases_path)
 

@@ -234,6 +234,11 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any | CaseFormatError]]:
             except json.JSONDecodeError as exc:
                 yield number, CaseFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
                                               path=path, line=number)
+            except RecursionError:
+                yield number, CaseFormatError("invalid JSON: nested too deeply", path=path,
+                                              line=number)
+            except ValueError as exc:  # e.g. an integer too long to convert
+                yield number, CaseFormatError(f"invalid JSON: {exc}", path=path, line=number)
 
 
 def _case_from_record(record: Any, path: Path, line: int) -> Case:

@@ -12,10 +12,15 @@ import click
 from psychohistory import __version__
 
 
+_DEBUG = {"on": False}
+
+
 @click.group()
 @click.version_option(__version__, prog_name="psychohistory")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def cli(debug: bool) -> None:
     """Train and evaluate language models that forecast probability trees."""
+    _DEBUG["on"] = debug
 
 
 # ----------------------------------------------------------------------------- plugins
@@ -83,7 +88,7 @@ def datasets_list() -> None:
 @datasets.command("export")
 @click.argument("name")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--split", type=click.Choice(["train", "test"]), default=None)
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default=None)
 def datasets_export(name: str, out: Path, split: str | None) -> None:
     """Write bundled dataset NAME to OUT as JSONL."""
     from psychohistory.cases import save_cases
@@ -99,7 +104,7 @@ def datasets_export(name: str, out: Path, split: str | None) -> None:
 
 @cli.command()
 @click.argument("trees", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("cases", default="historical")
+@click.argument("cases")
 @click.option("--matcher", default="cascade", show_default=True, help="A registered matcher.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json, report.md and plots here.")
@@ -112,11 +117,11 @@ def evaluate(trees: Path, cases: str, matcher: str, out: Path | None) -> None:
     from psychohistory.evaluation import TreeEvaluator, load_trees
 
     case_list = load_dataset(cases)
-    tree_list, matched_cases, skipped = load_trees(trees, case_list)
+    tree_list, matched_cases, skipped, errors = load_trees(trees, case_list)
     for message in skipped:
         click.echo(f"skipped: {message}", err=True)
     report = TreeEvaluator(matcher=matcher).evaluate_many(
-        tree_list, matched_cases, skipped=skipped, label=trees.stem)
+        tree_list, matched_cases, skipped=skipped, parse_errors=errors, label=trees.stem)
     report.print_table()
     if out is not None:
         for path in report.write(out):
@@ -135,32 +140,50 @@ def bench() -> None:
 @click.option("--matcher", "matchers", multiple=True, help="Matcher name (repeatable); "
               "default: every registered matcher but llm.")
 @click.option("--pairs", "pair_files", multiple=True, type=click.Path(exists=True),
-              help="Labelled pairs (JSONL or CSV, repeatable); default: the bundled event "
-                   "pairs (fresh, held-out, development) and the same-case outcome pairs.")
-@click.option("--split", type=click.Choice(["dev", "test"]), default=None,
-              help="Only one half of the development pairs.")
+              help="Labelled pairs (JSONL or CSV, repeatable); default: the headline sets the "
+                   "shipped verifier never saw (blind pairs, the resolution audit, the test "
+                   "split's within-case pairs).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the results as JSON here.")
-def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...], split: str | None,
+def bench_matchers(matchers: tuple[str, ...], pair_files: tuple[str, ...],
                    json_out: Path | None) -> None:
     """Precision, recall, F1, ROC AUC and pairs/s of matchers on labelled pairs."""
     from psychohistory.bench.matchers import (
-        CASE_OUTCOMES,
-        EVENT_PAIRS,
-        EVENT_PAIRS_FRESH,
-        EVENT_PAIRS_HELDOUT,
+        HEADLINE_SETS,
         results_json,
         results_table,
         run_matcher_benchmark,
     )
 
-    results = run_matcher_benchmark(matchers or None,
-                                    pair_files or (EVENT_PAIRS_FRESH, EVENT_PAIRS_HELDOUT, EVENT_PAIRS,
-                                                  CASE_OUTCOMES), split=split)
+    results = run_matcher_benchmark(matchers or None, pair_files or HEADLINE_SETS)
     click.echo(results_table(results))
     if json_out is not None:
         json_out.write_text(results_json(results) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_out}")
+
+
+@bench.command("exploits")
+@click.option("--cases", "cases_name", default="historical", show_default=True,
+              help="Cases JSONL or bundled dataset; its test split when bundled.")
+@click.option("--limit", type=int, default=None, help="Only the first N cases.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write exploits.md and exploits.json here.")
+def bench_exploits(cases_name: str, limit: int | None, out: Path | None) -> None:
+    """An honest tree against every exploit, for every reward and headline metric."""
+    from dataclasses import asdict
+
+    from psychohistory.bench.exploits import exploit_table, run_exploit_suite
+    from psychohistory.datasets import DATASETS, load_dataset
+
+    cases = load_dataset(cases_name, split="test" if cases_name in DATASETS else None)
+    rows = run_exploit_suite(cases[:limit] if limit else cases)
+    table = exploit_table(rows)
+    click.echo(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "exploits.md").write_text(table + "\n", encoding="utf-8")
+        (out / "exploits.json").write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+        click.echo(f"wrote {out / 'exploits.md'}")
 
 
 @bench.command("rewards")
@@ -337,21 +360,68 @@ def generate(seed: str | None, context: str, cases_name: str | None, model: str,
 @cli.command()
 @click.argument("model")
 @click.option("--method", type=click.Choice(["grpo", "sft"]), default="grpo", show_default=True)
-@click.option("--lora-rank", default=4, show_default=True)
+@click.option("--lora-rank", type=click.IntRange(min=1), default=None,
+              help="Default: the method's (GRPO 4, SFT 64).")
 @click.option("--quantize", type=click.Choice(["4bit", "bf16", "fp32"]), default=None)
-@click.option("--gpu", default="A10G", show_default=True)
-@click.option("--seq-len", default=1024, show_default=True)
-@click.option("--batch-size", default=4, show_default=True)
+@click.option("--gpu", default="A10G", show_default=True,
+              help="A known card, or any name with --gpu-gib.")
+@click.option("--gpu-gib", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Usable GiB of the card (one not in the table, or a measured free size).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Sequences per step (GRPO: completions per step, the group). Default: the "
+                   "Trainer's / sft's.")
+@click.option("--completion-length", type=click.IntRange(min=1), default=None,
+              help="GRPO: max_completion_length (default: the Trainer's, 256).")
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=None,
+              help="GRPO: prompt tokens before the completion (default: the Trainer's, 450).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None,
+              help="Tokens a sequence, overriding prompt + completion (SFT: max_length, "
+                   "default 1024).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Default: as the Trainer (GRPO: on only if needed to fit; SFT: on).")
+@click.option("--headroom", type=click.FloatRange(min=0, max=1, min_open=True), default=0.9,
+              show_default=True, help="Share of the card a plan may use.")
 @click.option("--json", "as_json", is_flag=True)
-def plan(model: str, method: str, lora_rank: int, quantize: str | None, gpu: str, seq_len: int,
-         batch_size: int, as_json: bool) -> None:
-    """Estimate peak GPU memory for training MODEL and say whether it fits GPU."""
+def plan(model: str, method: str, lora_rank: int | None, quantize: str | None, gpu: str,
+         gpu_gib: float | None, batch_size: int | None, completion_length: int | None,
+         prompt_tokens: int | None, seq_len: int | None, gradient_checkpointing: bool | None,
+         headroom: float, as_json: bool) -> None:
+    """Estimate peak GPU memory for training MODEL and say whether it fits GPU.
+
+    The defaults are the Trainer's (GRPO) or sft's settings, so the answer is the check a run
+    makes before it starts. MODEL is a known shape, a model folder or a config.json.
+    """
     import dataclasses
 
+    from psychohistory.backends.base import PROMPT_TOKENS
     from psychohistory.backends.memory import plan_memory
+    from psychohistory.errors import ConfigError
+    from psychohistory.training.config import SFTSettings, TrainerConfig
 
-    result = plan_memory(model, method=method, lora_rank=lora_rank, quantize=quantize, gpu=gpu,
-                         seq_len=seq_len, batch_size=batch_size)
+    prompt: int | None = None
+    if method == "grpo":
+        grpo = TrainerConfig()
+        if seq_len is None:
+            prompt = prompt_tokens or PROMPT_TOKENS
+            length = prompt + (completion_length or grpo.max_completion_length)
+        else:  # the sequence as given; the prompt only if named, to report completions
+            length, prompt = seq_len, prompt_tokens
+        batch = batch_size or grpo.per_device_train_batch_size
+        rank = lora_rank or grpo.lora_r
+        default_checkpointing = grpo.gradient_checkpointing
+    else:
+        sft = SFTSettings()
+        length, batch = seq_len or sft.max_length, batch_size or sft.per_device_train_batch_size
+        rank, default_checkpointing = lora_rank or sft.lora_r, sft.gradient_checkpointing
+    checkpointing = default_checkpointing if gradient_checkpointing is None else \
+        gradient_checkpointing
+    try:
+        result = plan_memory(model, method=method, lora_rank=rank, quantize=quantize, gpu=gpu,
+                             gpu_gib=gpu_gib, seq_len=length, batch_size=batch,
+                             gradient_checkpointing=checkpointing, headroom=headroom,
+                             prompt_tokens=prompt)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     click.echo(json.dumps(dataclasses.asdict(result), indent=2) if as_json else result.summary())
     if not result.fits:
         sys.exit(2)
@@ -373,11 +443,30 @@ def demo(n_cases: int, out_dir: str, model: str, sft_steps: int, grpo_steps: int
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: load plugins' subcommands, then run."""
+    """Entry point: load plugins' subcommands, then run; a user error is one line, exit 1."""
+    from psychohistory.errors import PsychohistoryError
     from psychohistory.plugins import get_plugin_manager
 
-    get_plugin_manager().hook.register_commands(cli=cli)
-    return cli.main(args=argv, prog_name="psychohistory")
+    try:
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except PsychohistoryError as exc:  # a broken plugin must not break --help or plugins
+        click.echo(f"warning: {exc}", err=True)
+    try:
+        return cli.main(args=argv, prog_name="psychohistory", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except (PsychohistoryError, ValueError, KeyError, OSError) as exc:
+        if _DEBUG["on"]:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        click.echo(f"error: {message} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def run_demo(config: DemoConfig | None = None) -> list[Any]:
         generations = generate_for_cases(inference, test_cases, label=label,
                                          batch_size=config.batch_size)
         write_generations(out / f"{label}_trees.jsonl", test_cases, generations)
-        report = evaluator.evaluate_many([g.tree for g in generations], test_cases, label=label)
+        report = evaluator.evaluate_many([g.tree for g in generations], test_cases, label=label,
+                                         parse_errors=[g.error for g in generations])
         with inference.active_adapter():
             gt = ground_truth_loss(inference.model, inference.tokenizer, test_cases)
         report.extra.update({"loss (real trees)": gt.loss, "perplexity (real trees)": gt.perplexity})

@@ -35,8 +35,10 @@ LOG_EPS = 1e-3  # the log rule's clip, as in the calibration reward: a miss cost
 
 
 def _losses(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    q = np.clip(p, LOG_EPS, 1 - LOG_EPS)
-    return (p - y) ** 2, -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    # the probability given to what came about, clipped from below only: a "no" at p = 0 to
+    # an event that did not happen costs exactly 0, so junk written at p = 0 moves nothing
+    q = np.where(y == 1, p, 1 - p)
+    return (p - y) ** 2, -np.log(np.clip(q, LOG_EPS, 1.0))
 
 
 @dataclass
@@ -156,8 +158,8 @@ class TreeEvaluator:
     >>> tree = parse_tree('{"seed": "S", "children": [{"event": "Prices rise", "probability": 0.8},'
     ...                   ' {"event": "Wages fall", "probability": 0.4}]}')
     >>> m = TreeEvaluator(matcher="exact").evaluate(tree, case)
-    >>> m.brier, m.coverage, m.precision
-    (0.1, 1.0, 0.5)
+    >>> round(m.brier, 3), m.coverage, m.precision   # (0.2**2 + 0.4**2) / 1 outcome
+    (0.2, 1.0, 0.5)
     """
 
     def __init__(self, matcher: Matcher | str | None = None, **matcher_options: Any) -> None:
@@ -375,8 +377,8 @@ class EvaluationReport:
             lines += ["", f"### {r.label}: every match", "",
                       "| case | node | predicted event | p | outcome | method | score |",
                       "|---|---|---|---|---|---|---|"]
-            for tm in r.trees:
-                for m in (tm.to_dict().get("matches", []) if tm else []):
+            for tm in (t for t in r.trees if t is not None):
+                for m in tm.to_dict().get("matches", []):
                     lines.append(f"| {tm.case_id} | {m['node']} | {_cell(m['event'])} | "
                                  f"{m['probability']:.2f} | {m['outcome']} | {m['method']} | "
                                  f"{_fmt(m['score'])} |")

@@ -142,7 +142,7 @@ def restates_seed(matcher: Matcher, texts: Sequence[str], case: Case) -> set[str
         return set()
     scores = np.asarray(matcher.score(list(texts), anchors))
     hits = np.nonzero((scores >= matcher.threshold).any(axis=1))[0]
-    return {texts[i] for i in hits}
+    return {texts[int(i)] for i in hits}
 
 
 def _resolve_views(views: list[NodeView], case: Case, stages: list[Stage],

@@ -35,6 +35,10 @@ EVENT_PAIRS_FRESH = "event-pairs-fresh"
 CASE_OUTCOMES = "case-outcomes"
 # pairs drawn from the outcome bank's paraphrases and near-misses, split by case
 BANK = "bank"
+# the bank's test split, within-case pairs only: two different outcomes of one story
+BANK_WITHIN_TEST = "bank-test-within-case"
+# the headline of `psychohistory bench matchers`: data the verifier never trained or tuned on
+HEADLINE_SETS = ("event-pairs-blind", "event-pairs-audit", BANK_WITHIN_TEST)
 # forecast-style texts against real outcomes, on stories not in the bank, by authors who saw
 # neither the bank's paraphrases nor any matcher's scores: the verifier's blind test
 EVENT_PAIRS_BLIND = "event-pairs-blind"
@@ -87,9 +91,12 @@ def load_pairs(path: str | Path | None = None, *, split: str | None = None) -> l
     ``split`` is a split of cases (``train``, ``dev``, ``test``). Elsewhere ``split`` halves
     a pair file by a hash of each pair (``dev``, ``test``).
     """
-    if path == BANK:
+    if path in (BANK, BANK_WITHIN_TEST):
         from psychohistory.datasets import SPLITS, load_dataset
 
+        if path == BANK_WITHIN_TEST:
+            test = bank_pairs(load_dataset("historical", split="test"))
+            return [p for p in test if p.kind == "within_case"]
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
         return bank_pairs(load_dataset("historical", split=split))
@@ -235,10 +242,17 @@ def run_matcher_benchmark(
     """Run registered matchers (default: all but ``llm``, which needs a judge) on pair sets."""
     from psychohistory.plugins import get_matcher, list_registered
 
-    names = list(matchers) if matchers else [n for n in list_registered("matcher") if n != "llm"]
+    registered = list_registered("matcher")
+    unknown = [n for n in (matchers or ()) if n not in registered]
+    if unknown:
+        from psychohistory.errors import UnknownNameError
+
+        raise UnknownNameError("matcher", unknown[0], sorted(registered))
+    names = list(matchers) if matchers else [n for n in registered if n != "llm"]
     results = []
     for dataset in datasets:
-        label = str(dataset) if dataset in (*_PAIR_FILES, CASE_OUTCOMES) else Path(dataset).name
+        label = str(dataset) if dataset in (*_PAIR_FILES, CASE_OUTCOMES, BANK_WITHIN_TEST) \
+            else Path(dataset).name
         pairs = load_pairs(dataset, split=split if dataset == EVENT_PAIRS else None)
         candidates: dict[str, Any] = {}
         if include_baselines:

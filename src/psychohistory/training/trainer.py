@@ -128,6 +128,10 @@ class Trainer:
             config or TrainerConfig())
         self.backend = backend
         self.backend_options = backend_options or {}
+        if sft_adapter is not None:  # a bad path fails now, not after the model has loaded
+            from psychohistory.training.models import check_adapter
+
+            check_adapter(sft_adapter)
         self.sft_adapter = sft_adapter
 
     def build_matcher(self) -> Any:
