@@ -140,7 +140,8 @@ def restates_seed(matcher: Matcher, texts: Sequence[str], case: Case) -> set[str
     anchors = [t for t in dict.fromkeys((case.seed, case.context)) if t.strip()]
     if not texts or not anchors:
         return set()
-    scores = np.asarray(matcher.score(list(texts), anchors))
+    score = getattr(matcher, "score_anchors", None) or matcher.score  # the cascade prunes here
+    scores = np.asarray(score(list(texts), anchors))
     hits = np.nonzero((scores >= matcher.threshold).any(axis=1))[0]
     return {texts[int(i)] for i in hits}
 

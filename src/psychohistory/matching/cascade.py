@@ -27,9 +27,12 @@ from psychohistory.errors import ConfigError
 from psychohistory.matching.base import Match, Matcher, Stage, stage_matches
 from psychohistory.matching.exact import ExactMatcher
 
-# chosen on the bank's dev split (scripts/tune_cascade.py): see docs/matchers.md
+# a GRPO step's nodes meet a case's few outcomes: the top 3 above 0.2 cosine keep nearly every
+# true pair while sparing the verifier most of the matrix (see docs/matchers.md)
 DEFAULT_CANDIDATES = 3
 DEFAULT_CANDIDATE_FLOOR = 0.2
+# a restatement of the seed is close to it in wording too: only such nodes are verified
+DEFAULT_ANCHOR_FLOOR = 0.5
 
 
 def candidate_mask(similarity: np.ndarray, *, top: int, floor: float) -> np.ndarray:
@@ -72,6 +75,7 @@ class CascadeMatcher(Matcher):
         candidate_floor: float = DEFAULT_CANDIDATE_FLOOR,
         llm: dict[str, Any] | Matcher | None = None,
         undecided: tuple[float, float] = (0.2, 0.8),
+        anchor_floor: float = DEFAULT_ANCHOR_FLOOR,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
@@ -91,6 +95,9 @@ class CascadeMatcher(Matcher):
             llm = LLMMatcher(**llm)
         self.llm = llm
         self.undecided = (float(low), float(high))
+        if not 0.0 <= anchor_floor < 1.0:
+            raise ValueError(f"anchor_floor must be in [0, 1), got {anchor_floor}")
+        self.anchor_floor = float(anchor_floor)
 
     @property
     def methods(self) -> list[str]:
@@ -125,6 +132,37 @@ class CascadeMatcher(Matcher):
             stages[1] = Stage("verifier", np.where(band, 0.0, verified), self.verifier.threshold)
             stages.append(Stage("llm", verdicts, self.llm.threshold))
         return stages
+
+    def score_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """Each aligned pair on its own, as a one-node tree against a one-outcome case would
+        be: exact, else the verifier if the pair's cosine reaches ``candidate_floor``."""
+        if len(left) != len(right):
+            raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
+        if not left:
+            return np.zeros(0)
+        from psychohistory.matching.exact import normalize
+
+        vectors = self.embedding.encode(list(left) + list(right))  # type: ignore[attr-defined]
+        cosine = np.einsum("ij,ij->i", vectors[: len(left)], vectors[len(left):])
+        out = np.zeros(len(left))
+        exact = np.array([normalize(a) == normalize(b) for a, b in zip(left, right, strict=True)])
+        out[exact] = 1.0
+        todo = np.nonzero(~exact & (cosine >= self.candidate_floor))[0]
+        if todo.size:
+            out[todo] = self.verifier.probabilities(  # type: ignore[attr-defined]
+                [(left[int(i)], right[int(i)]) for i in todo])
+        return out
+
+    def score_anchors(self, predicted: Sequence[str], anchors: Sequence[str]) -> np.ndarray:
+        """Does each text restate the seed or context? Exact, else the verifier on the texts
+        within ``anchor_floor`` cosine of an anchor (resolution's seed guard calls this)."""
+        shape = (len(predicted), len(anchors))
+        if not all(shape):
+            return np.zeros(shape)
+        exact = self.exact.score(predicted, anchors)
+        mask = (self.embedding.score(predicted, anchors) >= self.anchor_floor) & (exact < 1.0)
+        verified = self.verifier.score_candidates(predicted, anchors, mask)  # type: ignore[attr-defined]
+        return np.maximum(exact, verified)
 
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
         stages = self.stage_scores(predicted, actual)
