@@ -128,10 +128,6 @@ class Trainer:
             config or TrainerConfig())
         self.backend = backend
         self.backend_options = backend_options or {}
-        if sft_adapter is not None:  # a bad path fails now, not after the model has loaded
-            from psychohistory.training.models import check_adapter
-
-            check_adapter(sft_adapter)
         self.sft_adapter = sft_adapter
 
     def build_matcher(self) -> Any:
@@ -164,10 +160,12 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_grpo_dataset
-    from psychohistory.training.models import load_model
+    from psychohistory.training.models import check_adapter, load_model
 
     config = trainer.config
     check_extra(config.extra, GRPOConfig, config)
+    if trainer.sft_adapter:  # where it runs (a remote volume's path is checked there), and
+        check_adapter(trainer.sft_adapter)  # before the model loads
     model, tokenizer = trainer.model, trainer.tokenizer
     if isinstance(model, str):
         model, tokenizer = load_model(model, quantize=config.quantize)
