@@ -90,7 +90,7 @@ def test_evaluate_trees_reads_a_given_file(tmp_path):
     trees = tmp_path / "trees.jsonl"
     trees.write_text(json.dumps({"case_id": case.id,
                                  "completion": case.to_tree(probability=0.9).to_json()}) + "\n")
-    run_example("evaluate_trees.py", str(trees), "--no-embedding", "--out",
+    run_example("evaluate_trees.py", str(trees), "--out",
                 str(tmp_path / "out"), cwd=tmp_path)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n_trees"] == 1 and report["coverage"] == 1.0  # the real tree finds all

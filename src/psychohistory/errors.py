@@ -110,7 +110,7 @@ class MemoryPlanError(PsychohistoryError):
     >>> require_fit(plan_memory("gpt-oss-20b", gpu="A10G"))
     Traceback (most recent call last):
     ...
-    psychohistory.errors.MemoryPlanError: refusing to start: GPT-OSS-20B grpo: ... does NOT fit on A10G (22 GiB)
+    psychohistory.errors.MemoryPlanError: refusing to start: GPT-OSS-20B grpo: ... does NOT fit on A10G (22... GiB)
     ...
     """
 
