@@ -28,7 +28,7 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     from datasets import Dataset
     from safetensors.torch import save_file
     from sentence_transformers import CrossEncoder
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                      "torch": torch.__version__, "transformers": transformers.__version__,
                      "sentence_transformers": sentence_transformers.__version__,
                      "python": platform.python_version(),
-                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                      "command": "python scripts/train_verifier.py " + " ".join(argv or sys.argv[1:])},
     })
     weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")

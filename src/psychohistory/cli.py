@@ -11,7 +11,6 @@ import click
 
 from psychohistory import __version__
 
-
 _DEBUG = {"on": False}
 
 
