@@ -46,7 +46,6 @@ import gc
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +53,10 @@ import traceback
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
+
+# one copy of the run metadata for the GPU scripts (this folder is on sys.path when run)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import gpu_name, versions
 
 GIB = 1024**3
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,29 +170,6 @@ def instrument() -> None:
 
 
 # ------------------------------------------------------------------ setup
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def gpu_name() -> str:
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                               "--format=csv,noheader"], capture_output=True, text=True,
-                              timeout=30).stdout.strip().splitlines()[0]
-    except Exception:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def model_config(shape: str, tokenizer: Any, *, smoke: bool) -> Any:
