@@ -184,3 +184,41 @@ def test_ground_truth_loss_and_perplexity():
     # a random-init model is close to uniform over the vocabulary
     assert abs(result.loss - math.log(len(tokenizer))) < 1.0
     assert result.perplexity == pytest.approx(math.exp(result.loss))
+
+
+def test_inference_of_a_peft_model_computes_with_its_adapter():
+    # a training callback hands inference the model under training: its adapter must be on
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_random_model()
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                  init_lora_weights=False))
+    inference = ph.ProbabilityTreeInference(peft_model, tokenizer=tokenizer, max_new_tokens=4)
+    ids = tokenizer("The vote passes", return_tensors="pt")
+    with torch.no_grad():
+        with inference.active_adapter():
+            on = peft_model(**ids).logits
+        with peft_model.disable_adapter():
+            off = peft_model(**ids).logits
+    assert not torch.allclose(on, off)
+
+
+def test_held_out_cases_are_scored_every_eval_steps(tmp_path):
+    model, tokenizer = tiny_random_model()
+    trainer = ph.Trainer(model, tokenizer=tokenizer, rewards=["format"], matcher="exact",
+                         config=tiny_config(tmp_path, eval_steps=1), eval_cases=CASES[:1])
+    result = trainer.fit(CASES)
+    rows = [json.loads(line) for line in
+            (tmp_path / "grpo" / "dev_eval.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [0, 1, 2]
+    assert {"brier", "coverage", "unparsable_rate"} <= set(rows[0])
+    assert any("dev_brier" in entry for entry in result.log_history)
+    meta = json.loads((Path(result.adapter_path) / "psychohistory_train.json").read_text())
+    assert meta["cases"]["count"] == len(CASES) and len(meta["cases"]["sha256"]) == 64
+    assert meta["eval_cases"]["count"] == 1 and meta["matcher"].startswith("exact")
+
+
+def test_eval_steps_without_eval_cases_is_refused():
+    with pytest.raises(ConfigError, match="no eval_cases"):
+        ph.Trainer(rewards=["format"], config={"eval_steps": 5})

@@ -57,9 +57,13 @@ def plugins(as_json: bool) -> None:
               show_default=True, help="What the file holds; auto decides from the first record.")
 def validate(path: Path, kind: str) -> None:
     """Check a cases or trees JSONL file and report every bad record with its line."""
+    from psychohistory.errors import CaseFormatError
     from psychohistory.validation import validate_file
 
-    report = validate_file(path, kind=kind)
+    try:
+        report = validate_file(path, kind=kind)
+    except CaseFormatError as exc:  # the file as a whole: empty, or of no kind we can tell
+        raise click.ClickException(str(exc)) from exc
     for problem in report.problems:
         click.echo(problem, err=True)
     click.echo(f"{path}: {report.kind}: {report.n_good} good, {len(report.problems)} bad")
@@ -198,8 +202,10 @@ def bench_rewards(group: int, repeats: int) -> None:
 # ---------------------------------------------------------------------- train, generate
 
 
-def _load_config_file(path: Path | None) -> dict[str, Any]:
-    """A TOML or YAML file of settings (a [train] table or top-level keys)."""
+def _load_config_file(path: Path | None, section: str = "train") -> dict[str, Any]:
+    """A TOML or YAML file of settings: its ``[sft]`` or ``[grpo]`` table (``section``), else
+    a ``[train]`` table, else its top-level keys. One file can so hold a whole SFT-then-GRPO
+    run (``configs/results_table.toml``)."""
     if path is None:
         return {}
     text = path.read_text(encoding="utf-8")
@@ -215,7 +221,18 @@ def _load_config_file(path: Path | None) -> dict[str, Any]:
         raise click.BadParameter(f"{path}: use a .toml, .yaml or .yml file", param_hint="--config")
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: expected a table of settings", param_hint="--config")
-    return dict(data.get("train", data))
+    table = data.get(section)
+    if table is not None:
+        if not isinstance(table, dict):
+            raise click.BadParameter(f"{path}: [{section}] must be a table of settings",
+                                     param_hint="--config")
+        shared = {k: v for k, v in data.items() if not isinstance(v, dict)}  # model, seed ...
+        return {**shared, **table}
+    table = data.get("train", data)
+    return {k: v for k, v in table.items() if k not in TRAIN_SECTIONS}
+
+
+TRAIN_SECTIONS = ("sft", "grpo")
 
 
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
@@ -258,8 +275,9 @@ def _with_train_options(func: Any) -> Any:
     return func
 
 
-def _settings(config_file: Path | None, overrides: tuple[str, ...], **flags: Any) -> dict[str, Any]:
-    settings = _load_config_file(config_file)
+def _settings(config_file: Path | None, overrides: tuple[str, ...], *, section: str,
+              **flags: Any) -> dict[str, Any]:
+    settings = _load_config_file(config_file, section)
     settings.update(_parse_set(overrides))
     settings.update({k: v for k, v in flags.items() if v is not None})
     return settings
@@ -282,16 +300,24 @@ def train_grpo(config_file: Path | None, model: str | None, cases_name: str | No
     """GRPO with the library's rewards (LoRA r4 by default)."""
     from psychohistory.training.trainer import Trainer
 
-    settings = _settings(config_file, overrides, output_dir=output_dir, max_steps=max_steps)
-    model = model or settings.pop("model", "smollm2-135m-instruct")
+    settings = _settings(config_file, overrides, section="grpo", output_dir=output_dir,
+                         max_steps=max_steps)
+    model = model or settings.get("model", "smollm2-135m-instruct")
+    settings.pop("model", None)
     rewards_list = list(rewards) or settings.pop("rewards", None)
     weights = settings.pop("weights", None)
     matcher = settings.pop("matcher", None)
-    backend = backend or settings.pop("backend", "local")
-    cases = _cases(cases_name or settings.pop("cases", None))
+    backend = backend or settings.get("backend", "local")
+    settings.pop("backend", None)
+    cases = _cases(cases_name or settings.get("cases"))
+    settings.pop("cases", None)
     sft_adapter = sft_adapter or settings.pop("sft_adapter", None)
+    if "sft_adapter" in settings:
+        settings.pop("sft_adapter")
+    eval_spec = settings.pop("eval_cases", None)
     kwargs: dict[str, Any] = {"config": settings, "backend": backend, "matcher": matcher,
-                              "weights": weights, "sft_adapter": sft_adapter}
+                              "weights": weights, "sft_adapter": sft_adapter,
+                              "eval_cases": _cases(eval_spec) if eval_spec else ()}
     if rewards_list:
         kwargs["rewards"] = rewards_list
     result = Trainer(model, **kwargs).fit(cases, resume=resume)
@@ -307,10 +333,14 @@ def train_sft(config_file: Path | None, model: str | None, cases_name: str | Non
     from psychohistory.training.config import SFTSettings
     from psychohistory.training.sft import sft
 
-    settings = _settings(config_file, overrides, output_dir=output_dir, max_steps=max_steps)
-    model = model or settings.pop("model", "smollm2-135m-instruct")
-    backend = backend or settings.pop("backend", "local")
-    cases = _cases(cases_name or settings.pop("cases", None))
+    settings = _settings(config_file, overrides, section="sft", output_dir=output_dir,
+                         max_steps=max_steps)
+    model = model or settings.get("model", "smollm2-135m-instruct")
+    settings.pop("model", None)
+    backend = backend or settings.get("backend", "local")
+    settings.pop("backend", None)
+    cases = _cases(cases_name or settings.get("cases"))
+    settings.pop("cases", None)
     result = sft(model, cases, settings=SFTSettings.from_dict(settings), backend=backend,
                  resume=resume)
     click.echo(f"trained {result.global_step} steps; adapter: {result.adapter_path}")
@@ -323,19 +353,32 @@ def train_sft(config_file: Path | None, model: str | None, cases_name: str | Non
               help="Generate for every case of a JSONL file or bundled dataset instead.")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True)
 @click.option("--adapter", default=None, help="A LoRA adapter folder (SFT or GRPO).")
+@click.option("--sft-adapter", default=None,
+              help="An SFT adapter merged into the base first (for a GRPO adapter trained "
+                   "on top of it).")
+@click.option("--sample", is_flag=True, help="Sample (temperature 0.7) instead of greedy.")
+@click.option("--batch-size", default=8, show_default=True, help="Trees generated at once.")
+@click.option("--seed-rng", "rng_seed", type=int, default=0, show_default=True,
+              help="Random seed for --sample and for retries of unparsable outputs.")
 @click.option("--max-new-tokens", default=320, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the completions as JSONL ({case_id, completion} with --cases, which "
                    "evaluate reads; {seed, completion} for a SEED).")
 def generate(seed: str | None, context: str, cases_name: str | None, model: str,
-             adapter: str | None, max_new_tokens: int, out: Path | None) -> None:
+             adapter: str | None, sft_adapter: str | None, sample: bool, batch_size: int,
+             rng_seed: int,
+             max_new_tokens: int, out: Path | None) -> None:
     """Generate a probability tree for SEED (or for every case of --cases)."""
     from psychohistory.inference import ProbabilityTreeInference
 
     if not seed and not cases_name:
         raise click.UsageError("give a SEED or --cases")
-    inference = ProbabilityTreeInference(model, max_new_tokens=max_new_tokens)
+    inference = ProbabilityTreeInference(model, max_new_tokens=max_new_tokens,
+                                         sft_adapter=sft_adapter)
     inference.load_adapter(adapter, "adapter" if adapter else None)
+    import transformers
+
+    transformers.set_seed(rng_seed)
     if seed:
         result = inference.generate_trees([seed], [context])[0]
         click.echo(result.tree.to_json(indent=2) if result.tree else result.text)
@@ -349,11 +392,39 @@ def generate(seed: str | None, context: str, cases_name: str | None, model: str,
     from psychohistory.demo import generate_for_cases, write_generations
 
     cases = load_dataset(str(cases_name))
-    generations = generate_for_cases(inference, cases, label="generate", batch_size=8)
+    generations = generate_for_cases(inference, cases, label="generate", batch_size=batch_size,
+                                     sample=sample)
     target = out or Path("trees.jsonl")
     write_generations(target, cases, generations)
     parsed = sum(g.tree is not None for g in generations)
     click.echo(f"wrote {len(cases)} completions ({parsed} parsed) to {target}")
+
+
+@cli.command()
+@click.argument("cases")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True)
+@click.option("--adapter", default=None, help="A LoRA adapter folder (SFT or GRPO).")
+@click.option("--sft-adapter", default=None, help="An SFT adapter merged into the base first.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures as JSON here.")
+def perplexity(cases: str, model: str, adapter: str | None, sft_adapter: str | None,
+               out: Path | None) -> None:
+    """Perplexity of a model on the real trees of CASES (a file or e.g. historical:test)."""
+    from psychohistory.datasets import load_dataset
+    from psychohistory.inference import ProbabilityTreeInference
+
+    case_list = load_dataset(cases)
+    inference = ProbabilityTreeInference(model, adapter=adapter, sft_adapter=sft_adapter)
+    from psychohistory.training.loss import ground_truth_loss
+
+    with inference.active_adapter():
+        loss = ground_truth_loss(inference.model, inference.tokenizer, case_list)
+    figures = {"cases_source": cases, "model": model, "adapter": adapter,
+               "sft_adapter": sft_adapter, "perplexity": loss.perplexity, "loss": loss.loss,
+               "tokens": loss.tokens, "cases": len(case_list)}
+    click.echo(json.dumps(figures))
+    if out is not None:
+        out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 @cli.command()

@@ -41,7 +41,7 @@ class DemoConfig:
 
 
 def generate_for_cases(inference: Any, cases: list[Case], *, label: str,
-                       batch_size: int) -> list[Any]:
+                       batch_size: int, sample: bool = False) -> list[Any]:
     """Trees for ``cases`` with a rich progress bar."""
     from rich.progress import Progress
 
@@ -49,7 +49,7 @@ def generate_for_cases(inference: Any, cases: list[Case], *, label: str,
         task = progress.add_task(f"{label}: writing trees", total=len(cases))
         return list(inference.generate_trees(
             [c.seed for c in cases], [c.context for c in cases], batch_size=batch_size,
-            progress=lambda n: progress.advance(task, n)))
+            sample=sample, progress=lambda n: progress.advance(task, n)))
 
 
 def write_generations(path: Path, cases: list[Case], generations: list[Any]) -> None:

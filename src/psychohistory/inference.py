@@ -37,6 +37,8 @@ class ProbabilityTreeInference:
 
     ``adapter``: a LoRA adapter folder to start with (under the name ``"adapter"``); it is
     checked before the model loads, so a wrong path fails in milliseconds, not after the load.
+    ``sft_adapter``: an SFT adapter folded into the base first, as ``Trainer(sft_adapter=...)``
+    did before training the GRPO adapter on top.
 
     >>> inference = ProbabilityTreeInference("smollm2-135m-instruct")  # doctest: +SKIP
     >>> inference.load_adapter("runs/grpo/final", "grpo")  # doctest: +SKIP
@@ -54,15 +56,17 @@ class ProbabilityTreeInference:
         quantize: str | None = None,
         trust_remote_code: bool = False,
         adapter: str | None = None,
+        sft_adapter: str | None = None,
         max_new_tokens: int = 320,
         temperature: float = 0.7,
         retries: int = 2,
         limits: TreeLimits | None = None,
     ) -> None:
-        if adapter is not None:
-            from psychohistory.training.models import check_adapter
+        for path in (adapter, sft_adapter):
+            if path is not None:
+                from psychohistory.training.models import check_adapter
 
-            check_adapter(adapter)
+                check_adapter(path)
         if isinstance(model, str):
             from psychohistory.training.models import load_model
 
@@ -70,6 +74,10 @@ class ProbabilityTreeInference:
                                           trust_remote_code=trust_remote_code)
         elif tokenizer is None:
             raise ConfigError("pass tokenizer= with a model object")
+        if sft_adapter is not None:  # GRPO trained its adapter on the SFT-merged base
+            from psychohistory.training.trainer import merge_adapter
+
+            model = merge_adapter(model, sft_adapter)
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -77,7 +85,9 @@ class ProbabilityTreeInference:
         self.retries = retries
         self.limits = limits
         self.adapters: dict[str, str] = {}
-        self.active: str | None = None
+        # a peft model handed in (by a training callback, say) computes with its own adapter
+        self.active: str | None = getattr(model, "active_adapter", None) if hasattr(
+            model, "peft_config") else None
         if adapter is not None:
             self.load_adapter(adapter, "adapter")
 
@@ -131,8 +141,9 @@ class ProbabilityTreeInference:
         tok.padding_side = "left"
         enc = tok(list(prompts), return_tensors="pt", padding=True,
                   add_special_tokens=False).to(self.model.device)
+        # use_cache: a model in the middle of training may have it off in its config
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens,
-                                  "pad_token_id": tok.pad_token_id}
+                                  "pad_token_id": tok.pad_token_id, "use_cache": True}
         if sample:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=0.95)
         else:

@@ -49,7 +49,8 @@ def load_dataset(name: str, *, split: str | None = None) -> list[Case]:
     """Load a bundled dataset (or any cases JSONL file by path).
 
     ``split`` keeps the cases of one split: a case's own ``split`` field where it has one
-    (the bundled cases do), else :func:`split_of` its id. ``None`` keeps all.
+    (the bundled cases do), else :func:`split_of` its id. ``None`` keeps all. ``name`` may
+    carry the split after a colon: ``"historical:test"``.
 
     >>> cases = load_dataset("historical")
     >>> len(cases) >= 40 and all(case.outcomes for case in cases)
@@ -57,10 +58,15 @@ def load_dataset(name: str, *, split: str | None = None) -> list[Case]:
     >>> parts = [load_dataset("historical", split=s) for s in SPLITS]
     >>> sum(map(len, parts)) == len(cases)
     True
+    >>> load_dataset("historical:dev") == load_dataset("historical", split="dev")
+    True
     >>> ids = [{c.id for c in part} for part in parts]
     >>> not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     True
     """
+    head, sep, tail = name.rpartition(":")
+    if sep and tail in SPLITS and split is None and not Path(name).exists():
+        name, split = head, tail  # "historical:test", the form config files and the CLI take
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
     path = Path(name) if name not in DATASETS else dataset_path(name)

@@ -7,6 +7,8 @@ Only what psychohistory decides lives here (group size, LoRA shape, checkpointin
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,72 @@ from psychohistory.errors import ConfigError
 
 QUANTIZE = (None, "4bit")
 ROLLOUTS = ("auto", "engine", "trl")
+_NAMES = {bool: "a bool (true or false)", int: "an int", float: "a float", str: "a string",
+          type(None): "None", list: "a list", dict: "a table (dict)"}
+
+
+def _fits(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` fits a field's type: ``None`` where the type is not one we check.
+
+    ``bool`` is not an ``int`` here (``max_steps=True`` is a mistake); an ``int`` is a float.
+    """
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = [_fits(value, arg) for arg in args]
+        return True if True in found else (None if None in found else False)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation in (str, type(None)):
+        return isinstance(value, annotation)
+    origin = typing.get_origin(annotation) or annotation
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            return False
+        return all(_fits(item, args[0]) is not False for item in value) if args else True
+    if origin is dict:
+        return isinstance(value, dict)
+    return None
+
+
+def _expected(annotation: Any) -> str:
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (
+        typing.Union, types.UnionType) else (annotation,)
+    names = [_NAMES.get(typing.get_origin(m) or m, str(m)) for m in members]
+    return " or ".join(dict.fromkeys(names))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_field_types(settings: Any) -> None:
+    """``ConfigError`` naming the first field whose value does not fit its annotation.
+
+    >>> TrainerConfig(max_steps="5")
+    Traceback (most recent call last):
+    ...
+    psychohistory.errors.ConfigError: max_steps must be an int, got '5' (str); write the number without quotes
+    """
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if _fits(value, hints[f.name]) is not False:
+            continue
+        hint = ""
+        if isinstance(value, str) and _is_number(value):
+            hint = "; write the number without quotes"
+            if "e" in value.lower():  # PyYAML reads 5e-5 (no dot) as a string
+                hint += " (in YAML, with a dot: 5.0e-5)"
+        raise ConfigError(f"{f.name} must be {_expected(hints[f.name])}, got {value!r} "
+                          f"({type(value).__name__}){hint}")
 
 
 @dataclass
@@ -53,12 +121,16 @@ class TrainerConfig:
     save_steps: int = field(default=10, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Checkpoints kept."})
     logging_steps: int = field(default=1, metadata={"help": "Log every N steps."})
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "Score greedy trees of the eval cases at step 0 and "
+                                        "every N steps (Trainer(eval_cases=...)); None: never."})
     seed: int = field(default=0, metadata={"help": "Random seed."})
     report_to: str | list[str] = field(default="none", metadata={"help": "TRL/transformers loggers."})
     extra: dict[str, Any] = field(default_factory=dict,
                                   metadata={"help": "Any other trl.GRPOConfig field."})
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.num_generations < 2:
             raise ConfigError("num_generations must be >= 2 (GRPO compares completions within a "
                               f"group), got {self.num_generations}")
@@ -66,6 +138,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a "
                 f"multiple of num_generations ({self.num_generations})")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ConfigError(f"eval_steps must be >= 1 or None, got {self.eval_steps}")
         for name in ("max_steps", "max_completion_length", "lora_r", "lora_alpha", "save_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -123,6 +197,7 @@ class SFTSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not 0.0 < self.target_probability <= 1.0:
             raise ConfigError("target_probability must be in (0, 1], got "
                               f"{self.target_probability}")

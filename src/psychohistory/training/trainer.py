@@ -81,6 +81,35 @@ def _accepts(factory: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _check_sequence(value: Any, what: str, example: str) -> None:
+    """A list was asked for: a string (``rewards="calibration"``) or a scalar is refused."""
+    if isinstance(value, str | bytes):
+        raise ConfigError(f"{what} must be a list, got the string {value!r}: pass "
+                          f"{what}=[{value!r}]")
+    if not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be a list, got {type(value).__name__} {value!r}: pass "
+                          f"{what}={example}")
+
+
+def _check_registered(kind: str, names: Sequence[str]) -> None:
+    """``ConfigError`` for the first name nothing registered as a ``kind``, with close names."""
+    import difflib
+
+    from psychohistory.plugins import list_registered
+
+    registered = sorted(list_registered(kind))
+    for name in names:
+        if name not in registered:
+            close = difflib.get_close_matches(name, registered, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ConfigError(f"unknown {kind} {name!r}{hint}; registered {kind}s: "
+                              f"{', '.join(registered) or '(none)'}")
+
+
+# backends whose run happens here, so the plugins registered here are the ones it will have
+_LOCAL_BACKENDS = ("local", "accelerate")
+
+
 class Trainer:
     """GRPO training of a probability-tree forecaster.
 
@@ -89,6 +118,8 @@ class Trainer:
     ``rewards``: registered names, reward objects or plain callables; ``weights`` defaults to
     the library's mix for built-ins and 1.0 for the rest. ``sft_adapter``: an SFT LoRA adapter
     merged into the base before a fresh GRPO adapter is added (the SFT-then-GRPO flow).
+    ``eval_cases``: held-out cases scored every ``config.eval_steps`` steps
+    (:mod:`psychohistory.training.dev_eval`).
 
     Building one is cheap; ``fit`` loads the model and trains:
 
@@ -111,9 +142,21 @@ class Trainer:
         tokenizer: Any = None,
         sft_adapter: str | None = None,
         backend_options: dict[str, Any] | None = None,
+        eval_cases: Sequence[Case] = (),
     ) -> None:
+        _check_sequence(rewards, "rewards", "['calibration', 'format']")
         if not rewards:
             raise ConfigError("Trainer needs at least one reward")
+        if weights is not None:
+            _check_sequence(weights, "weights", "[1.0, 0.25]")
+            for w in weights:
+                if isinstance(w, bool) or not isinstance(w, int | float):
+                    raise ConfigError(f"weights must be numbers, got {w!r} ({type(w).__name__})")
+        if backend in _LOCAL_BACKENDS:  # before any model loads; a remote image may have others
+            _check_registered("reward", [r for r in rewards if isinstance(r, str)])
+            name = matcher.get("name", "cascade") if isinstance(matcher, dict) else matcher
+            if isinstance(name, str):
+                _check_registered("matcher", [name])
         self.model = model
         self.tokenizer = tokenizer
         self.rewards = list(rewards)
@@ -129,6 +172,10 @@ class Trainer:
         self.backend = backend
         self.backend_options = backend_options or {}
         self.sft_adapter = sft_adapter
+        self.eval_cases = list(eval_cases)
+        if self.config.eval_steps and not self.eval_cases:
+            raise ConfigError("eval_steps is set but there are no eval_cases to score: pass "
+                              "Trainer(eval_cases=...) (the CLI: eval_cases = 'historical:dev')")
 
     def build_matcher(self) -> Any:
         if self.matcher is None or isinstance(self.matcher, str | dict):
@@ -197,11 +244,19 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                              lora_dropout=config.lora_dropout,
                              target_modules=config.target_modules, task_type="CAUSAL_LM")
+    callbacks: list[Any] = []
+    if config.eval_steps and trainer.eval_cases:
+        from psychohistory.training.dev_eval import DevEvalCallback
+
+        callbacks.append(DevEvalCallback(trainer.eval_cases, every=config.eval_steps,
+                                         matcher=matcher, tokenizer=tokenizer,
+                                         max_new_tokens=config.max_completion_length,
+                                         output_dir=config.output_dir))
     with warnings.catch_warnings():  # TRL calls rollout_func experimental; it is our contract
         warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
         grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
                            train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
-                           peft_config=peft_config,
+                           peft_config=peft_config, callbacks=callbacks or None,
                            **({"rollout_func": rollout_func} if rollout_func else {}))
     checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     if resume and checkpoint is None:
@@ -214,12 +269,68 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
         adapter_path=str(final), output_dir=config.output_dir,
         global_step=grpo.state.global_step, metrics=dict(output.metrics),
         log_history=list(grpo.state.log_history), resumed_from=checkpoint)
+    warnings_found = learning_warnings(result.log_history)
+    for line in warnings_found:
+        logger.warning(line)
+        warnings.warn(line, RuntimeWarning, stacklevel=2)
     (final / "psychohistory_train.json").write_text(json.dumps({
+        "model": trainer.model if isinstance(trainer.model, str) else type(trainer.model).__name__,
+        "sft_adapter": trainer.sft_adapter, "matcher": describe_matcher(matcher),
+        "cases": describe_cases(cases), "eval_cases": describe_cases(trainer.eval_cases),
         "rewards": [r.__name__ for r in reward_funcs], "weights": trainer.weights,
         "config": config.to_dict(), "global_step": result.global_step,
         "resumed_from": checkpoint, "generation": why,
-        "gradient_checkpointing": checkpointing}, indent=2, default=str))
+        "gradient_checkpointing": checkpointing, "warnings": warnings_found},
+        indent=2, default=str))
     return result
+
+
+def describe_cases(cases: Sequence[Case]) -> dict[str, Any]:
+    """What a run trained on, so a result can be traced to its data: count, ids, splits and a
+    SHA-256 over the cases as JSON (order-independent)."""
+    import hashlib
+    from collections import Counter
+
+    digest = hashlib.sha256()
+    for text in sorted(case.model_dump_json() for case in cases):
+        digest.update(text.encode("utf-8"))
+    return {"count": len(cases), "sha256": digest.hexdigest(),
+            "splits": dict(Counter(case.split or "none" for case in cases)),
+            "first_ids": [case.id for case in cases[:5]]}
+
+
+def describe_matcher(matcher: Any) -> str:
+    name = getattr(matcher, "name", None) or type(matcher).__name__
+    return f"{name}: {matcher!r}"[:300]
+
+
+def learning_warnings(log_history: Sequence[dict[str, Any]]) -> list[str]:
+    """Why a run may have learned nothing, read from TRL's per-step logs.
+
+    GRPO's advantage is the reward minus the group's mean: a group whose completions all score
+    the same teaches nothing, and a completion cut off at the length limit rarely parses.
+
+    >>> learning_warnings([{"step": 1, "frac_reward_zero_std": 1.0}, {"step": 2,
+    ...                    "frac_reward_zero_std": 1.0}])[0][:60]
+    'every one of the 2 logged steps had zero reward spread in ev'
+    >>> learning_warnings([{"step": 1, "frac_reward_zero_std": 0.5,
+    ...                     "completions/clipped_ratio": 0.1}])
+    []
+    """
+    steps = [row for row in log_history if "frac_reward_zero_std" in row]
+    out = []
+    if steps and all(row["frac_reward_zero_std"] >= 1.0 for row in steps):
+        out.append(f"every one of the {len(steps)} logged steps had zero reward spread in every "
+                   "group, so GRPO had no signal to learn from: check that the rewards can tell "
+                   "completions apart (psychohistory bench rewards) and that the matcher finds "
+                   "true events")
+    clipped = [row["completions/clipped_ratio"] for row in log_history
+               if "completions/clipped_ratio" in row]
+    if clipped and min(clipped) >= 1.0:
+        out.append(f"every completion of the {len(clipped)} logged steps hit "
+                   "max_completion_length and was cut off: raise max_completion_length or "
+                   "warm-start with SFT so the model learns to close its JSON")
+    return out
 
 
 def resolve_checkpointing(trainer: Trainer, model: Any, *, cuda: bool) -> bool:
