@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DBLP_ACM = ROOT / "benchmarks" / "data" / "third_party" / "dblp_acm_demo_labels.csv"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
-HEADLINE = ("blind", "audit", "test within-case")
+HEADLINE = ("blind", "audit", "audit anchors", "test within-case")
 
 
 def log(message: str) -> None:
@@ -117,9 +117,19 @@ def pair_sets(quick: bool) -> dict[str, tuple[str, list[Any]]]:
     out: dict[str, tuple[str, list[Any]]] = {}
     for name, file in (("blind", "event-pairs-blind"), ("audit", "event-pairs-audit")):
         try:
-            out[name] = (f"{file.replace('-', '_')}.jsonl", cut(load_pairs(file)))
+            pairs = load_pairs(file)
         except (ValueError, FileNotFoundError):
             log(f"no {name} pair set in this checkout: left out")
+            continue
+        source = f"{file.replace('-', '_')}.jsonl"
+        if name == "audit":  # nodes against outcomes (what a reward resolves), and against
+            # the seed and context (what the seed guard must catch), apart
+            out[name] = (source + ", nodes against outcomes",
+                         cut([p for p in pairs if not p.kind.startswith("anchor_")]))
+            out["audit anchors"] = (source + ", nodes against their seed and context",
+                                    cut([p for p in pairs if p.kind.startswith("anchor_")]))
+        else:
+            out[name] = (source, cut(pairs))
     out["test within-case"] = ("historical.jsonl, test split: two different outcomes of one "
                                "case, and their paraphrases",
                                cut([p for p in bank_test if p.kind == "within_case"]))

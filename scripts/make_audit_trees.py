@@ -1,5 +1,10 @@
 """Real trees for the resolution audit: the bundled SmolLM2 before and after the demo's SFT.
 
+The larger share of the audit's trees came from the results table's GPU run
+(``benchmarks/gpu/results_table.sh``: greedy and two sampled trees per test case, from the base
+model and after its SFT), copied here as ``trees_h200_*.jsonl``; ``--rebuild`` only rebuilds
+the pairs from the trees files.
+
     .venv/bin/python scripts/make_audit_trees.py --start 0 --end 36            # first batch
     .venv/bin/python scripts/make_audit_trees.py --start 36 --samples 2 --adapter data/audit/.sft/final
 
@@ -32,8 +37,22 @@ def append_trees(path: Path, rows: list[dict[str, str]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+# Share of a stage's parsed trees whose pairs are all audited: the SFT model's trees (333 from
+# the H200 run) hold ~18 outcome pairs each, far more than can be labelled; a tree is in or out
+# by a hash of its file and line, so the choice never looks at a node's text or a score.
+TREE_SHARE = {"h200_sft": 0.25}
+
+
+def kept(stage: str, file_name: str, line_no: int) -> bool:
+    import hashlib
+
+    share = TREE_SHARE.get(stage, 1.0)
+    digest = hashlib.sha256(f"{file_name}:{line_no}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
 def rebuild_pairs(out: Path) -> tuple[int, int]:
-    """Every (node, outcome) and (node, seed/context) pair of every tree file, once each."""
+    """Every (node, outcome) and (node, seed/context) pair of the kept trees, once each."""
     from psychohistory.datasets import load_dataset
     from psychohistory.errors import TreeParseError
     from psychohistory.tree import parse_tree
@@ -43,7 +62,9 @@ def rebuild_pairs(out: Path) -> tuple[int, int]:
     trees = 0
     for path in sorted(out.glob("trees_*.jsonl")):
         stage = path.stem.removeprefix("trees_").removesuffix("_sampled")
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not kept(stage, path.name, line_no):
+                continue
             record = json.loads(line)
             case = cases.get(record["case_id"])
             if case is None:  # no longer a test case: not audited
@@ -76,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft-steps", type=int, default=8)
     parser.add_argument("--adapter", type=Path, default=None, help="reuse this SFT adapter")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--rebuild", action="store_true", help="only rebuild the pairs")
     args = parser.parse_args(argv)
+    if args.rebuild:
+        trees, pairs = rebuild_pairs(args.out)
+        print(f"{trees} trees kept; {pairs} distinct pairs in {args.out / 'pairs_unlabelled.jsonl'}")
+        return 0
 
     import torch
 

@@ -4,8 +4,10 @@
     .venv/bin/python scripts/train_verifier.py --out /tmp/v --epochs 1   # a quick trial elsewhere
 
 Training pairs: the outcome bank's train split (``load_pairs("bank", split="train")``: paraphrases,
-near-misses, different outcomes of one case, the seed against its outcomes, other cases) and
-the older labelled pair sets (development, held-out, fresh), both text orders. The blind pair
+near-misses, different outcomes of one case, the seed against its outcomes, other cases), style
+pairs (``style_pairs``), forecast-style pairs other authors wrote for the train cases
+(``data/pairs_extra``) and the older labelled pair sets (development, held-out, fresh), both
+text orders. The blind pair
 set, the resolution audit and the bank's dev and test splits are never read for training; the
 dev split fits the Platt calibration (two numbers) and nothing else.
 
@@ -80,9 +82,44 @@ def style_pairs(cases: list, rng: random.Random) -> list[Pair]:
     return pairs
 
 
-def training_pairs(*, within_case_per_case: int, seed: int,
-                   augment: bool = True) -> tuple[list[Pair], Counter[str]]:
-    """The bank's train pairs (within-case pairs capped per case), style pairs and the older sets."""
+EXTRA = ROOT / "data" / "pairs_extra"
+EXTRA_KINDS = {1: {"paraphrase"}, 0: {"reversal", "swapped_entity", "changed_number",
+                                      "stage_of_story", "same_actor_other_event", "negation",
+                                      "other_outcome"}}
+
+
+def extra_pairs(folder: Path = EXTRA) -> list[Pair]:
+    """Forecast-style pairs other authors wrote for the bank's train cases (``data/pairs_extra``,
+    its INSTRUCTIONS.md): their predictions against the outcome's own text. Only train-split
+    cases are allowed, so dev and test stay unseen; a bad line stops training, naming it."""
+    from psychohistory.datasets import load_dataset
+
+    outcomes = {(c.id, o.id): o.event for c in load_dataset("historical", split="train")
+                for o in c.outcomes}
+    pairs = []
+    for path in sorted(folder.glob("pairs_*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            where = f"{path.name}:{n}"
+            key = (row.get("case_id"), row.get("outcome_id"))
+            if key not in outcomes:
+                raise SystemExit(f"{where}: {key} is not an outcome of a train-split case")
+            label, kind = row.get("label"), row.get("kind")
+            if label not in EXTRA_KINDS or kind not in EXTRA_KINDS[label]:
+                raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
+            text = str(row.get("predicted", "")).strip()
+            if not text or text.casefold() == outcomes[key].casefold():
+                raise SystemExit(f"{where}: the prediction is blank or copies the outcome")
+            pairs.append(Pair(text, outcomes[key], int(label), f"extra_{kind}", key[0]))
+    return pairs
+
+
+def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True,
+                   extra: bool = True) -> tuple[list[Pair], Counter[str]]:
+    """The bank's train pairs (within-case pairs capped per case), style pairs, the other
+    authors' pairs (``extra_pairs``) and the older sets."""
     from psychohistory.datasets import load_dataset
 
     rng = random.Random(seed)
@@ -98,6 +135,8 @@ def training_pairs(*, within_case_per_case: int, seed: int,
         pairs += case_pairs[:within_case_per_case]
     if augment:
         pairs += style_pairs(load_dataset("historical", split="train"), rng)
+    if extra:
+        pairs += extra_pairs()
     for name in OLDER_SETS:
         pairs += load_pairs(name)
     return pairs, Counter(p.kind for p in pairs)
@@ -165,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--within-case-per-case", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-extra", action="store_true",
+                        help="leave out the other authors' pairs (data/pairs_extra)")
     parser.add_argument("--no-augment", action="store_true",
                         help="leave out the style pairs (light variants, near-miss vs paraphrase)")
     args = parser.parse_args(argv)
@@ -186,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     pairs, kinds = training_pairs(within_case_per_case=args.within_case_per_case, seed=args.seed,
-                                  augment=not args.no_augment)
+                                  augment=not args.no_augment, extra=not args.no_extra)
     left = [p.left for p in pairs] + [p.right for p in pairs]
     right = [p.right for p in pairs] + [p.left for p in pairs]
     labels = [float(p.label) for p in pairs] * 2
@@ -248,9 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": {"a": a, "b": b, "fitted_on": f"bank dev split, {len(dev)} pairs"},
         "dev_metrics_uncalibrated": dev_raw, "dev_metrics": dev_cal,
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
-                       "sources": ["bank train split", *OLDER_SETS]},
+                       "sources": ["bank train split",
+                                   *([] if args.no_augment else ["style pairs"]),
+                                   *([] if args.no_extra else ["data/pairs_extra"]),
+                                   *OLDER_SETS]},
         "training": {"epochs": args.epochs, "layers": args.layers, "lora_rank": args.lora_rank,
-                     "augment": not args.no_augment,
+                     "augment": not args.no_augment, "extra": not args.no_extra,
                      "lr": args.lr,
                      "batch_size": args.batch_size, "within_case_per_case": args.within_case_per_case,
                      "seed": args.seed, "seconds": round(train_s),

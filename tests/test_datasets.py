@@ -124,3 +124,50 @@ def test_unknown_dataset_lists_the_bundled_ones():
     with pytest.raises(KeyError, match="historical"):
         load_dataset("nope")
     assert dataset_path("historical").exists()
+
+
+def test_the_resolution_audit_meets_its_bar():
+    # >= 1,500 labelled pairs of real trees on test cases, each pair once, kinds by role
+    from pathlib import Path
+
+    import psychohistory.datasets as datasets_pkg
+
+    path = Path(datasets_pkg.__file__).parent / "data" / "event_pairs_audit.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 1500
+    assert len({(r["predicted"], r["actual"]) for r in rows}) == len(rows)
+    test_ids = {c.id for c in load_dataset("historical", split="test")}
+    assert {r["topic"] for r in rows} <= test_ids
+    assert {r["label"] for r in rows} == {0, 1}
+    new = [r for r in rows if r["stage"].startswith("h200")]
+    for r in new:
+        allowed = ({"match"} if r["label"] else {"restates_seed", "other_outcome", "wrong_detail",
+                                                   "vague", "unrelated"}) \
+            if r["role"] == "outcome" else (
+            {"anchor_restated"} if r["label"] else {"anchor_not_restated"})
+        assert r["kind"] in allowed, r
+
+
+def _train_verifier_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_verifier.py"
+    spec = importlib.util.spec_from_file_location("train_verifier", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_other_authors_pairs_are_train_cases_only(tmp_path):
+    script = _train_verifier_script()
+    pairs = script.extra_pairs()  # the files in data/pairs_extra, whatever is there
+    train = {c.id for c in load_dataset("historical", split="train")}
+    assert {p.topic for p in pairs} <= train
+    assert all(p.left != p.right for p in pairs)
+    test_case = load_dataset("historical", split="test")[0]
+    (tmp_path / "pairs_9.jsonl").write_text(json.dumps(
+        {"case_id": test_case.id, "outcome_id": test_case.outcomes[0].id, "predicted": "x",
+         "label": 1, "kind": "paraphrase"}) + "\n")
+    with pytest.raises(SystemExit, match=r"pairs_9\.jsonl:1: .* not an outcome of a train"):
+        script.extra_pairs(tmp_path)

@@ -108,3 +108,24 @@ def test_restating_the_seed_never_resolves_true(brexit_case, event_matcher):
     m = ph.TreeEvaluator(matcher=event_matcher).evaluate(restated, brexit_case)
     assert m.n_restates_seed == 1 and m.n_matched == 1
     assert m.false_positive_mass == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+def test_the_results_tables_numbers_come_back_from_its_saved_trees(tmp_path):
+    # issue 14's table: `psychohistory evaluate` on a stage's saved trees gives its row
+    import json as json_module
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from psychohistory.cli import cli
+
+    run = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "results_table"
+    table = json_module.loads((run / "results_table.json").read_text())
+    result = CliRunner().invoke(cli, ["evaluate", str(run / "trees" / "sft_grpo.jsonl"),
+                                      "historical:test", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json_module.loads((tmp_path / "report.json").read_text())
+    for key in ("brier", "log_score", "coverage", "false_positive_mass"):
+        assert report[key] == pytest.approx(table["sft_grpo"][key], abs=1e-9), key
+    assert report["n_unparsable"] == table["sft_grpo"]["unparsable"]

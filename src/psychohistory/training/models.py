@@ -167,6 +167,9 @@ def load_model(
     if quantize == "4bit" and not device.startswith("cuda"):
         raise ConfigError("quantize='4bit' needs bitsandbytes on a CUDA GPU; on CPU leave "
                           "quantize=None (fp32)")
+    if quantize == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("quantize='4bit' needs bitsandbytes: pip install "
+                          "'psychohistory[quant]'")
     torch_dtype = getattr(torch, dtype) if dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
