@@ -168,3 +168,30 @@ def test_planner_counts_lora_parameters_like_peft():
     data = json.loads(MEASURED.read_text())
     for result in data["results"]:
         assert KNOWN_SHAPES[result["model"]].lora_params(4) == result["lora_trainable_params"]
+
+
+def test_the_results_table_config_builds_and_travels_to_modal_unchanged():
+    # configs/results_table.toml: both tables build their settings, and the GRPO job that the
+    # Modal backend would send carries the eval cases and settings as plain JSON
+    from psychohistory.cli import _cases, _load_config_file
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "results_table.toml"
+    sft = _load_config_file(path, "sft")
+    grpo = _load_config_file(path, "grpo")
+    assert sft["model"] == grpo["model"] == "smollm2-135m-instruct"
+    settings = SFTSettings.from_dict({k: v for k, v in sft.items() if k not in ("model", "cases")})
+    assert (settings.lora_r, settings.lora_alpha) == (64, 128) and not settings.extra
+    eval_cases = _cases(grpo.pop("eval_cases"))
+    train_cases = _cases(grpo.pop("cases"))
+    grpo.pop("model")
+    config = TrainerConfig.from_dict(grpo)
+    assert (config.num_generations, config.max_steps, config.lora_r) == (16, 300, 4)
+    assert config.eval_steps == 50 and not config.extra
+    assert {c.split for c in train_cases} == {"train"} and {c.split for c in eval_cases} == {"dev"}
+    pytest.importorskip("modal")
+    trainer = ph.Trainer("smollm2-135m-instruct", config=config, eval_cases=eval_cases,
+                         backend="modal")
+    job = ph.get_backend("modal").grpo_job(trainer, train_cases[:2], resume=False)
+    json.dumps(job)
+    assert len(job["trainer"]["eval_cases"]) == len(eval_cases)
+    assert job["trainer"]["config"]["eval_steps"] == 50

@@ -241,3 +241,22 @@ def test_import_is_light():
     heavy, seconds = out.rsplit(" ", 1)
     assert heavy == "[]"
     assert float(seconds) < 1.0
+
+
+def test_a_plugin_whose_register_commands_raises_never_breaks_help(register_plugin, capsys):
+    from psychohistory.cli import main
+
+    class Plugin:
+        @ph.hookimpl
+        def register_commands(self, cli):
+            raise RuntimeError("this plugin is broken")
+
+    register_plugin(Plugin(), "broken-commands")
+    try:
+        main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    captured = capsys.readouterr()
+    assert "Usage:" in captured.out
+    assert "plugin 'broken-commands' failed in register_commands" in captured.err
+    assert "PSYCHOHISTORY_LOAD_PLUGINS" in captured.err

@@ -222,3 +222,20 @@ def test_held_out_cases_are_scored_every_eval_steps(tmp_path):
 def test_eval_steps_without_eval_cases_is_refused():
     with pytest.raises(ConfigError, match="no eval_cases"):
         ph.Trainer(rewards=["format"], config={"eval_steps": 5})
+
+
+def test_loading_an_adapter_raises_no_future_warning(tmp_path):
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_random_model()
+    get_peft_model(model, LoraConfig(r=2, target_modules="all-linear")).save_pretrained(
+        tmp_path / "adapter")
+    base, tokenizer = tiny_random_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ph.ProbabilityTreeInference(base, tokenizer=tokenizer).load_adapter(
+            str(tmp_path / "adapter"), "a")
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], \
+        [str(w.message) for w in caught]

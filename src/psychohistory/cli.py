@@ -518,9 +518,17 @@ def main(argv: list[str] | None = None) -> Any:
     from psychohistory.plugins import get_plugin_manager
 
     try:
-        get_plugin_manager().hook.register_commands(cli=cli)
+        impls = get_plugin_manager().hook.register_commands.get_hookimpls()
     except PsychohistoryError as exc:  # a broken plugin must not break --help or plugins
         click.echo(f"warning: {exc}", err=True)
+        impls = []
+    for impl in impls:  # one at a time, so a plugin that raises is named and skipped
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # third-party code: whatever it raises, the CLI still runs
+            click.echo(f"warning: plugin {impl.plugin_name!r} failed in register_commands "
+                       f"({type(exc).__name__}: {exc}); its commands are left out. Skip it "
+                       "with PSYCHOHISTORY_LOAD_PLUGINS (see `psychohistory plugins`)", err=True)
     try:
         return cli.main(args=argv, prog_name="psychohistory", standalone_mode=False)
     except click.exceptions.Exit as exc:

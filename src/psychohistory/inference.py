@@ -112,10 +112,13 @@ class ProbabilityTreeInference:
             check_adapter(path)
             from peft import PeftModel
 
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(path, adapter_name=name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            from psychohistory.training.models import quiet_peft_load
+
+            with quiet_peft_load():
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(path, adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
             self.adapters[name] = str(path)
         elif self.adapters[name] != str(path):
             raise ConfigError(f"adapter name {name!r} is already loaded from "

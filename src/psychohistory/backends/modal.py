@@ -48,7 +48,9 @@ class ModalBackend:
                 "cases": [c.model_dump() for c in cases],
                 "trainer": {"model": trainer.model, "rewards": rewards,
                             "weights": trainer.weights, "matcher": trainer.matcher,
-                            "config": config, "sft_adapter": trainer.sft_adapter}}
+                            "config": config, "sft_adapter": trainer.sft_adapter,
+                            "eval_cases": [c.model_dump(mode="json")
+                                           for c in trainer.eval_cases]}}
 
     def sft_job(self, model: Any, cases: Sequence[Case], settings: Any, *,
                 resume: bool) -> dict[str, Any]:

@@ -60,7 +60,11 @@ def run_on_volume(job: dict[str, Any]) -> dict[str, Any]:
         sft_adapter = spec.pop("sft_adapter", None)
         if sft_adapter == "volume":
             sft_adapter = str(model_dir("sft") / "final")
-        trainer = Trainer(spec.pop("model"), config=config, sft_adapter=sft_adapter, **spec)
+        from psychohistory.cases import Case
+
+        eval_cases = [Case.model_validate(c) for c in spec.pop("eval_cases", [])]
+        trainer = Trainer(spec.pop("model"), config=config, sft_adapter=sft_adapter,
+                          eval_cases=eval_cases, **spec)
         result = run_grpo(trainer, cases, resume=job.get("resume", False))
     elif job["kind"] == "sft":
         from psychohistory.training.config import SFTSettings

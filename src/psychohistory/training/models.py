@@ -13,12 +13,14 @@ is passed, and adapters checked by :func:`check_adapter` before peft reads them.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +311,16 @@ def tiny_random_model(*, layers: int = 2, hidden: int = 64, heads: int = 4,
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def quiet_peft_load() -> Iterator[None]:
+    """Load a peft adapter without a warning nobody here can act on: peft asks the model
+    ``is_gradient_checkpointing``, which transformers 5 deprecates with a FutureWarning on
+    every adapter load (the call is peft's, not the user's or ours)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield

@@ -399,4 +399,7 @@ def merge_adapter(model: Any, adapter: str) -> Any:
     """Fold a LoRA adapter into the base weights (the SFT adapter before GRPO)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    from psychohistory.training.models import quiet_peft_load
+
+    with quiet_peft_load():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
