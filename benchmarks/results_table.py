@@ -80,20 +80,20 @@ def analogue_trees(test: list[Any], train: list[Any], matcher: Any) -> tuple[lis
     return trees_for(test, nearest(encoder.encode([c.seed for c in test]), False), p), p
 
 
-def paired_difference(a: Any, b: Any, key: str = "brier") -> tuple[float, float, float]:
-    """Mean over cases of b - a for ``key`` with its 95% percentile bootstrap interval."""
+def per_case_metrics(report: Any, cases: list[Any]) -> dict[str, Any]:
+    """Case id -> the case's TreeMetrics, an unparsable tree scored as the evaluator does."""
+    from psychohistory.evaluation import unparsable_metrics
+
+    return {case.id: tm if tm is not None else unparsable_metrics(case)
+            for tm, case in zip(report.trees, cases, strict=True)}
+
+
+def paired_difference(a: dict[str, Any], b: dict[str, Any],
+                      key: str = "brier") -> tuple[float, float, float]:
+    """Mean over the cases of b - a for ``key``, with its 95% percentile bootstrap interval."""
     from psychohistory.metrics import bootstrap_interval
 
-    def per_case(report: Any) -> np.ndarray:
-        from psychohistory.evaluation import unparsable_metrics
-
-        rows = []
-        for tm, case in zip(report.trees, report.cases_used, strict=True):
-            tm = tm if tm is not None else unparsable_metrics(case)
-            rows.append(getattr(tm, key))
-        return np.asarray(rows, dtype=float)
-
-    diff = per_case(b) - per_case(a)
+    diff = np.array([getattr(b[cid], key) - getattr(a[cid], key) for cid in a], dtype=float)
     lo, hi = bootstrap_interval(diff)
     return float(diff.mean()), lo, hi
 
@@ -188,24 +188,25 @@ def main(argv: list[str] | None = None) -> int:
     matcher = get_matcher("cascade")
     evaluator = TreeEvaluator(matcher)
     reports: dict[str, Any] = {}
+    per_case: dict[str, dict[str, Any]] = {}
     for stage, label in STAGES.items():
         trees, cases, skipped, errors = load_trees(RUN / "trees" / f"{stage}.jsonl", test)
         if len(cases) != len(test):
             raise SystemExit(f"{stage}: {len(cases)} trees for {len(test)} test cases")
         report = evaluator.evaluate_many(trees, cases, skipped=skipped, parse_errors=errors,
                                          label=label)
-        report.cases_used = cases
+        per_case[stage] = per_case_metrics(report, cases)
         perplexity = json.loads((RUN / "trees" / f"{stage}.perplexity.json").read_text())
         report.extra["perplexity (real test trees)"] = perplexity["perplexity"]
         reports[stage] = report
     empty = evaluator.evaluate_many([ProbabilityTree(seed=c.seed, children=[]) for c in test],
                                     test, label=REFERENCES["empty"])
-    empty.cases_used = test
     reports["empty"] = empty
     trees, p = analogue_trees(test, train, matcher)
     analogue = evaluator.evaluate_many(trees, test, label=REFERENCES["analogue"])
-    analogue.cases_used = test
     reports["analogue"] = analogue
+    for name in REFERENCES:
+        per_case[name] = per_case_metrics(reports[name], test)
 
     plots = RUN / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for a, b, label in comparisons:
         cells = []
         for key in ("brier", "log_score", "false_positive_mass", "coverage"):
-            mean, lo, hi = paired_difference(reports[a], reports[b], key)
+            mean, lo, hi = paired_difference(per_case[a], per_case[b], key)
             cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         diff_lines.append(f"| {label} | " + " | ".join(cells) + " |")
     depths = sorted({d for r in staged for d in r.per_depth})

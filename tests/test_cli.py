@@ -106,3 +106,15 @@ def test_config_file_must_be_toml_or_yaml(tmp_path):
     bad.write_text("x=1")
     result = CliRunner().invoke(cli, ["train", "grpo", "--config", str(bad)])
     assert result.exit_code != 0 and ".toml, .yaml or .yml" in result.output
+
+
+def test_a_flag_and_the_config_file_naming_one_setting_leave_nothing_for_trl():
+    # --reward/--sft-adapter/--model given beside the file's key: the flag wins and the key is
+    # gone, so it never reaches TRL's config as an unknown field
+    from psychohistory.cli import _take
+
+    settings = {"rewards": ["format"], "sft_adapter": "runs/sft/final", "max_steps": 3}
+    assert _take(settings, "rewards", ["calibration"]) == ["calibration"]
+    assert _take(settings, "sft_adapter") == "runs/sft/final"
+    assert _take(settings, "model", None, "smollm2-135m-instruct") == "smollm2-135m-instruct"
+    assert settings == {"max_steps": 3}

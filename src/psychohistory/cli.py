@@ -202,6 +202,9 @@ def bench_rewards(group: int, repeats: int) -> None:
 # ---------------------------------------------------------------------- train, generate
 
 
+TRAIN_SECTIONS = ("sft", "grpo")  # the tables one config file may hold, one per command
+
+
 def _load_config_file(path: Path | None, section: str = "train") -> dict[str, Any]:
     """A TOML or YAML file of settings: its ``[sft]`` or ``[grpo]`` table (``section``), else
     a ``[train]`` table, else its top-level keys. One file can so hold a whole SFT-then-GRPO
@@ -231,8 +234,6 @@ def _load_config_file(path: Path | None, section: str = "train") -> dict[str, An
     table = data.get("train", data)
     return {k: v for k, v in table.items() if k not in TRAIN_SECTIONS}
 
-
-TRAIN_SECTIONS = ("sft", "grpo")
 
 
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
@@ -283,6 +284,15 @@ def _settings(config_file: Path | None, overrides: tuple[str, ...], *, section: 
     return settings
 
 
+def _take(settings: dict[str, Any], key: str, flag: Any = None, default: Any = None) -> Any:
+    """Remove ``key`` from the settings (it is the command's, not TRL's) and return the
+    command-line ``flag`` if given, else the file's value, else ``default``."""
+    from_file = settings.pop(key, None)
+    if flag is not None:
+        return flag
+    return from_file if from_file is not None else default
+
+
 def _cases(name: str | None) -> list[Any]:
     from psychohistory.datasets import load_dataset
 
@@ -302,19 +312,14 @@ def train_grpo(config_file: Path | None, model: str | None, cases_name: str | No
 
     settings = _settings(config_file, overrides, section="grpo", output_dir=output_dir,
                          max_steps=max_steps)
-    model = model or settings.get("model", "smollm2-135m-instruct")
-    settings.pop("model", None)
-    rewards_list = list(rewards) or settings.pop("rewards", None)
-    weights = settings.pop("weights", None)
-    matcher = settings.pop("matcher", None)
-    backend = backend or settings.get("backend", "local")
-    settings.pop("backend", None)
-    cases = _cases(cases_name or settings.get("cases"))
-    settings.pop("cases", None)
-    sft_adapter = sft_adapter or settings.pop("sft_adapter", None)
-    if "sft_adapter" in settings:
-        settings.pop("sft_adapter")
-    eval_spec = settings.pop("eval_cases", None)
+    model = _take(settings, "model", model, "smollm2-135m-instruct")
+    rewards_list = _take(settings, "rewards", list(rewards) or None)
+    weights = _take(settings, "weights")
+    matcher = _take(settings, "matcher")
+    backend = _take(settings, "backend", backend, "local")
+    cases = _cases(_take(settings, "cases", cases_name))
+    sft_adapter = _take(settings, "sft_adapter", sft_adapter)
+    eval_spec = _take(settings, "eval_cases")
     kwargs: dict[str, Any] = {"config": settings, "backend": backend, "matcher": matcher,
                               "weights": weights, "sft_adapter": sft_adapter,
                               "eval_cases": _cases(eval_spec) if eval_spec else ()}
@@ -335,12 +340,9 @@ def train_sft(config_file: Path | None, model: str | None, cases_name: str | Non
 
     settings = _settings(config_file, overrides, section="sft", output_dir=output_dir,
                          max_steps=max_steps)
-    model = model or settings.get("model", "smollm2-135m-instruct")
-    settings.pop("model", None)
-    backend = backend or settings.get("backend", "local")
-    settings.pop("backend", None)
-    cases = _cases(cases_name or settings.get("cases"))
-    settings.pop("cases", None)
+    model = _take(settings, "model", model, "smollm2-135m-instruct")
+    backend = _take(settings, "backend", backend, "local")
+    cases = _cases(_take(settings, "cases", cases_name))
     result = sft(model, cases, settings=SFTSettings.from_dict(settings), backend=backend,
                  resume=resume)
     click.echo(f"trained {result.global_step} steps; adapter: {result.adapter_path}")

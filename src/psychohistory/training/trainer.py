@@ -270,8 +270,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
         global_step=grpo.state.global_step, metrics=dict(output.metrics),
         log_history=list(grpo.state.log_history), resumed_from=checkpoint)
     warnings_found = learning_warnings(result.log_history)
-    for line in warnings_found:
-        logger.warning(line)
+    for line in warnings_found:  # once, as a warning (logging would print it a second time)
         warnings.warn(line, RuntimeWarning, stacklevel=2)
     (final / "psychohistory_train.json").write_text(json.dumps({
         "model": trainer.model if isinstance(trainer.model, str) else type(trainer.model).__name__,
