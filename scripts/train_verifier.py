@@ -1,4 +1,4 @@
-"""Rebuild the shipped event verifier from the repository's data, with a fixed seed.
+"""Rebuild the shipped MiniLM verifier (``verifier-minilm``) from the repository's data, with a fixed seed.
 
     .venv/bin/python scripts/train_verifier.py            # writes src/psychohistory/matching/weights/
     .venv/bin/python scripts/train_verifier.py --out /tmp/v --epochs 1   # a quick trial elsewhere
@@ -46,7 +46,11 @@ from psychohistory.bench.matchers import (  # noqa: E402
     roc_auc,
 )
 from psychohistory.datasets.pairs import Pair  # noqa: E402
-from psychohistory.matching.verifier import WEIGHTS_NAME, base_model_path, file_sha256  # noqa: E402
+from psychohistory.matching.verifier import (  # noqa: E402
+    MINILM_WEIGHTS_NAME,
+    base_model_path,
+    file_sha256,
+)
 from psychohistory.metrics import expected_calibration_error  # noqa: E402
 
 OLDER_SETS = (EVENT_PAIRS, EVENT_PAIRS_HELDOUT, EVENT_PAIRS_FRESH)
@@ -88,13 +92,14 @@ EXTRA_KINDS = {1: {"paraphrase"}, 0: {"reversal", "swapped_entity", "changed_num
                                       "other_outcome"}}
 
 
-def extra_pairs(folder: Path = EXTRA) -> list[Pair]:
-    """Forecast-style pairs other authors wrote for the bank's train cases (``data/pairs_extra``,
-    its INSTRUCTIONS.md): their predictions against the outcome's own text. Only train-split
-    cases are allowed, so dev and test stay unseen; a bad line stops training, naming it."""
+def extra_pairs(folder: Path = EXTRA, split: str = "train") -> list[Pair]:
+    """Forecast-style pairs other authors wrote for the bank's cases of one split
+    (``data/pairs_extra``: train, for training; ``data/pairs_dev``: dev, for choosing): their
+    predictions against the outcome's own text. Only cases of that split are allowed, so the
+    others stay unseen; a bad line stops, naming it."""
     from psychohistory.datasets import load_dataset
 
-    outcomes = {(c.id, o.id): o.event for c in load_dataset("historical", split="train")
+    outcomes = {(c.id, o.id): o.event for c in load_dataset("historical", split=split)
                 for o in c.outcomes}
     pairs = []
     for path in sorted(folder.glob("pairs_*.jsonl")):
@@ -105,7 +110,7 @@ def extra_pairs(folder: Path = EXTRA) -> list[Pair]:
             where = f"{path.name}:{n}"
             key = (row.get("case_id"), row.get("outcome_id"))
             if key not in outcomes:
-                raise SystemExit(f"{where}: {key} is not an outcome of a train-split case")
+                raise SystemExit(f"{where}: {key} is not an outcome of a {split}-split case")
             label, kind = row.get("label"), row.get("kind")
             if label not in EXTRA_KINDS or kind not in EXTRA_KINDS[label]:
                 raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
@@ -181,6 +186,18 @@ def changed_tensors(model: object, trained_prefixes: list[str]) -> dict[str, obj
             for k, v in state.items()}
 
 
+def dev_calibration(verifier: object) -> dict[str, object]:
+    """Platt calibration on the bank dev split with the saved (fp16) weights as shipped: the
+    manifest's ``calibration`` and its dev metrics before and after."""
+    dev = load_pairs("bank", split="dev")
+    labels = np.array([p.label for p in dev], dtype=float)
+    logits = verifier.logits([(p.left, p.right) for p in dev])  # type: ignore[attr-defined]
+    a, b = fit_platt(logits, labels)
+    return {"calibration": {"a": a, "b": b, "fitted_on": f"bank dev split, {len(dev)} pairs"},
+            "dev_metrics_uncalibrated": pair_metrics(1 / (1 + np.exp(-logits)), labels),
+            "dev_metrics": pair_metrics(1 / (1 + np.exp(-(a * logits + b))), labels)}
+
+
 def pair_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     decided = probabilities >= 0.5
     truth = labels.astype(bool)
@@ -221,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
-    from psychohistory.matching.verifier import VerifierMatcher
+    from psychohistory.matching.verifier import MiniLMVerifierMatcher
 
     set_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -265,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     state = changed_tensors(model.model, trained_prefixes)
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = args.out / f"{WEIGHTS_NAME}.safetensors"
+    weights = args.out / f"{MINILM_WEIGHTS_NAME}.safetensors"
     save_file(state, str(weights), metadata={"format": "pt"})
     manifest = {
         "sha256": file_sha256(weights), "tensors": sorted(state), "max_length": args.max_length,
@@ -274,20 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
 
-    # Platt calibration on the dev split of cases, with the saved (fp16) weights as shipped
-    verifier = VerifierMatcher(weights=weights)
-    dev = load_pairs("bank", split="dev")
-    dev_labels = np.array([p.label for p in dev], dtype=float)
-    dev_logits = verifier.logits([(p.left, p.right) for p in dev])
-    a, b = fit_platt(dev_logits, dev_labels)
-    dev_raw = pair_metrics(1 / (1 + np.exp(-dev_logits)), dev_labels)
-    dev_cal = pair_metrics(1 / (1 + np.exp(-(a * dev_logits + b))), dev_labels)
+    manifest.update(dev_calibration(MiniLMVerifierMatcher(weights=weights)))
     import sentence_transformers
     import transformers
 
     manifest.update({
-        "calibration": {"a": a, "b": b, "fitted_on": f"bank dev split, {len(dev)} pairs"},
-        "dev_metrics_uncalibrated": dev_raw, "dev_metrics": dev_cal,
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
                        "sources": ["bank train split",
                                    *([] if args.no_augment else ["style pairs"]),
@@ -306,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                      "command": "python scripts/train_verifier.py " + " ".join(argv or sys.argv[1:])},
     })
     weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"dev (uncalibrated): {dev_raw}\ndev (calibrated a={a:.3f} b={b:.3f}): {dev_cal}")
+    print(f"dev (uncalibrated): {manifest['dev_metrics_uncalibrated']}\n"
+          f"dev (calibrated {manifest['calibration']}): {manifest['dev_metrics']}")
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
     import shutil
 

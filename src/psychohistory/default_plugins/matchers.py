@@ -24,5 +24,6 @@ def register_matchers(register: Any) -> None:
     register("fuzzy", _lazy("psychohistory.matching.fuzzy", "FuzzyMatcher"))
     register("embedding", _lazy("psychohistory.matching.embedding", "EmbeddingMatcher"))
     register("verifier", _lazy("psychohistory.matching.verifier", "VerifierMatcher"))
+    register("verifier-minilm", _lazy("psychohistory.matching.verifier", "MiniLMVerifierMatcher"))
     register("llm", _lazy("psychohistory.matching.llm", "LLMMatcher"))
     register("cascade", _lazy("psychohistory.matching.cascade", "CascadeMatcher"))

