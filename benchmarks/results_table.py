@@ -41,12 +41,15 @@ STAGES = {"base": "base model", "sft": "SFT only", "grpo": "GRPO only",
           "sft_grpo": "SFT then GRPO"}
 REFERENCES = {"empty": "empty tree", "analogue": "analogue (nearest training case)"}
 # what a person found reading the matches above (2026-12-01, the trees of this run)
-HAND_READ = """Read by hand: of the four matches, one is true (WorldCom files for bankruptcy, after the
-accounting disclosure). The other three restate the seed ("The BICEP2 team reports
-gravitational waves ...", twice, matched to Planck's dust finding; "Pentium returns wrong
-results ...", matched to Intel acknowledging the flaw) and got past the seed guard, which asks
-the same verifier that misses near-copies (benchmarks/results/matchers.md, audit anchors). So
-the coverage column overstates what the models found: one true event in 444 trees."""
+HAND_READ = """Read by hand (2026-12-02, with the SmolLM2 verifier): the one match is false. The
+node restates the seed ("The New START nuclear arms treaty is signed in Prague"; the seed:
+Obama and Medvedev sign it there) and was matched to the treaty entering into force, a later
+stage. The seed guard asked the same verifier, which gives the node 0.02 against the seed: in
+its training the seed appears only as a negative against its own outcomes, never beside a
+restatement of itself, so it learned that seed-like text is "not this event" (the next retrain
+needs seed restatements as positives). The one true match the old verifier credited ("WorldCom
+files for bankruptcy" against its Chapter 11 filing) now scores 0.48, just under the line. So
+the matcher credits no stage with a true event."""
 HEADLINE = ("brier", "log_score", "ece", "false_positive_mass", "coverage", "precision",
             "restated_seed_rate")
 
@@ -261,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                                        f"{node.probability:.2f} |")
     meta = json.loads((RUN / "grpo_sft" / "psychohistory_train.json").read_text())
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    from psychohistory.matching.verifier import read_manifest, weights_dir
+
+    verifier_sha = read_manifest(weights_dir() / "event_verifier.safetensors")["sha256"]
     text = f"""# The results table: base vs SFT vs GRPO on the 111 held-out test cases
 
 - scored: {now} on {platform.processor() or platform.machine()} (this machine, 2 cores), by
@@ -277,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
   lr {meta['config']['learning_rate']}, rewards {', '.join(meta['rewards'])} (weights
   {meta['weights']}), matcher `{meta['matcher'][:60]}`; GRPO from the base 842 s and from
   SFT 710 s (both ran at once with SFT and the tree generation on one GPU)
-- scoring matcher: the default cascade (exact, embedding candidates, the shipped verifier), the
-  same one the rewards used; the analogue forecaster's probability, fitted on the train split:
-  {p:.3f}
+- scoring matcher: the default cascade (exact, embedding candidates, the shipped verifier,
+  sha256 {verifier_sha[:12]}...); the GRPO runs' rewards used the verifier shipped on
+  2026-12-01 (MiniLM, sha256 ece736ed9c6e...), which found 26% of reworded true events on the
+  dev pairs where this one finds 88% (`verifier_selection.md`); the analogue forecaster's
+  probability, fitted on the train split: {p:.3f}
 - the trees: `results_table/trees/<stage>.jsonl`; every match behind a coverage:
   `results_table/reports/<stage>/report.md` and the list below
 
