@@ -282,3 +282,19 @@ def test_cascade_asks_the_llm_only_about_undecided_pairs(event_matcher):
 def test_bad_endpoint_is_a_config_error():
     with pytest.raises(ConfigError, match="http"):
         LLMMatcher(backend="openai", base_url="localhost:8000", model="m")
+
+
+def test_the_cascades_default_verifier_follows_the_environment(monkeypatch):
+    from psychohistory.matching.verifier import (
+        MiniLMVerifierMatcher,
+        VerifierMatcher,
+        default_verifier_class,
+    )
+
+    monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifier")
+    assert default_verifier_class() is VerifierMatcher
+    monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifier-minilm")
+    assert isinstance(CascadeMatcher().verifier, MiniLMVerifierMatcher)  # built, not loaded
+    monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifer")
+    with pytest.raises(ConfigError, match="PSYCHOHISTORY_VERIFIER='verifer'"):
+        CascadeMatcher()
