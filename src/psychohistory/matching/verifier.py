@@ -1,4 +1,4 @@
-"""The event verifier: a cross-encoder that reads both texts and says whether they are one event.
+"""The event verifier: a pair classifier that reads both texts and says whether they are one event.
 
 Sentence embeddings say how alike two texts are; they cannot say whether "cuts rates" and
 "raises rates" are the same event. A pair classifier reads the two together, so it can learn
