@@ -198,6 +198,25 @@ def dev_calibration(verifier: object) -> dict[str, object]:
             "dev_metrics": pair_metrics(1 / (1 + np.exp(-(a * logits + b))), labels)}
 
 
+def environment(script: str, argv: list[str] | None) -> dict[str, str]:
+    """Versions, date and command line of a training run, for its manifest."""
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": f"python scripts/{script} " + " ".join(argv or sys.argv[1:])}
+
+
+def write_manifest(weights: Path, manifest: dict[str, object]) -> None:
+    """The manifest beside ``weights``, and what it says about the dev split, printed."""
+    weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"dev (uncalibrated): {manifest['dev_metrics_uncalibrated']}\n"
+          f"dev (calibrated {manifest['calibration']}): {manifest['dev_metrics']}")
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
+
+
 def pair_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     decided = probabilities >= 0.5
     truth = labels.astype(bool)
@@ -293,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest.update(dev_calibration(MiniLMVerifierMatcher(weights=weights)))
     import sentence_transformers
-    import transformers
 
     manifest.update({
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
@@ -307,16 +325,10 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_size": args.batch_size, "within_case_per_case": args.within_case_per_case,
                      "seed": args.seed, "seconds": round(train_s),
                      "device": "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
-                     "torch": torch.__version__, "transformers": transformers.__version__,
                      "sentence_transformers": sentence_transformers.__version__,
-                     "python": platform.python_version(),
-                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "command": "python scripts/train_verifier.py " + " ".join(argv or sys.argv[1:])},
+                     **environment("train_verifier.py", argv)},
     })
-    weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"dev (uncalibrated): {manifest['dev_metrics_uncalibrated']}\n"
-          f"dev (calibrated {manifest['calibration']}): {manifest['dev_metrics']}")
-    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
+    write_manifest(weights, manifest)
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +31,9 @@ from train_verifier import (  # noqa: E402
     OLDER_SETS,
     changed_tensors,
     dev_calibration,
+    environment,
     training_pairs,
+    write_manifest,
 )
 
 from psychohistory.matching.verifier import (  # noqa: E402
@@ -123,23 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
 
     manifest.update(dev_calibration(VerifierMatcher(weights=weights, base=args.base)))
-    import transformers
-
     manifest.update({
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
                        "sources": ["bank train split", "style pairs", "data/pairs_extra", *OLDER_SETS]},
         "training": {"epochs": args.epochs, "lora_rank": args.lora_rank, "lr": args.lr,
                      "batch_size": args.batch_size, "within_case_per_case": args.within_case_per_case,
                      "seed": args.seed, "seconds": round(train_s), "device": device,
-                     "torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version(),
-                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "command": "python scripts/train_verifier_smollm2.py " + " ".join(argv or sys.argv[1:])},
+                     **environment("train_verifier_smollm2.py", argv)},
     })
-    weights.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"dev (uncalibrated): {manifest['dev_metrics_uncalibrated']}\n"
-          f"dev (calibrated {manifest['calibration']}): {manifest['dev_metrics']}")
-    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
+    write_manifest(weights, manifest)
     return 0
 
 

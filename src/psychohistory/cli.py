@@ -235,7 +235,6 @@ def _load_config_file(path: Path | None, section: str = "train") -> dict[str, An
     return {k: v for k, v in table.items() if k not in TRAIN_SECTIONS}
 
 
-
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     """``--set key=value`` pairs, values read as JSON when they parse (numbers, lists...)."""
     out: dict[str, Any] = {}
