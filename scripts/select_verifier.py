@@ -3,8 +3,10 @@
     .venv/bin/python scripts/select_verifier.py /tmp/cands/*/ --out benchmarks/results/verifier_selection.md
 
 Each candidate is a folder holding one ``.safetensors`` verifier file and its manifest. Scored on
-``data/pairs_dev`` (forecast-style pairs other authors wrote for the bank's dev cases, both
-orders averaged) and, from each manifest, the bank dev split. The blind pairs, the resolution
+one set of dev pairs other authors wrote for the bank's dev cases (``--set``: ``pairs_dev2``,
+free-form pairs with seed restatements, the default since 2026-12-02; ``pairs_dev``, the first
+such set, now spent: its individual scores were read and it calibrates the verifier), both
+orders averaged, and, from each manifest, the bank dev split. The blind pairs, the resolution
 audit and the test split are never read here: they measure the choice, they do not make it.
 """
 
@@ -24,11 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_verifier import extra_pairs, pair_metrics  # noqa: E402
+from train_verifier import extra_pairs, free_pairs, pair_metrics  # noqa: E402
 
 from psychohistory.matching.verifier import VerifierMatcher  # noqa: E402
 
-DEV_PAIRS = ROOT / "data" / "pairs_dev"
+SETS = {
+    "pairs_dev2": lambda: free_pairs(ROOT / "data" / "pairs_dev2", split="dev", training=False),
+    "pairs_dev": lambda: extra_pairs(ROOT / "data" / "pairs_dev", split="dev"),
+}
 
 
 def score_candidate(folder: Path, pairs: list) -> dict:
@@ -46,12 +51,12 @@ def score_candidate(folder: Path, pairs: list) -> dict:
     labels = np.array([p.label for p in pairs], dtype=float)
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for pair, probability in zip(pairs, probabilities, strict=True):
-        by_kind[pair.kind.removeprefix("extra_")].append((probability >= 0.5) == bool(pair.label))
+        by_kind[pair.kind.removeprefix("extra_").removeprefix("free_")].append((probability >= 0.5) == bool(pair.label))
     return {
         "candidate": folder.name, "sha256": manifest["sha256"],
         "base": manifest.get("base_model", "all-MiniLM-L6-v2"),
         "size_mb": round(weights.stat().st_size / 1e6, 1),
-        "bank_dev_auc": manifest["dev_metrics"]["auc"],
+        "bank_dev_auc": manifest.get("bank_dev_metrics", manifest["dev_metrics"])["auc"],
         "pairs_dev": pair_metrics(probabilities, labels),
         "accuracy_by_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
         "pairs_per_s": len(pairs) / seconds,
@@ -63,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidates", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="a .md table (and .json beside it)")
+    parser.add_argument("--set", choices=sorted(SETS), default="pairs_dev2")
     args = parser.parse_args(argv)
     import torch
 
-    pairs = extra_pairs(DEV_PAIRS, split="dev")
+    pairs = SETS[args.set]()
     rows = []
     for folder in args.candidates:
         rows.append(score_candidate(folder, pairs))
@@ -76,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         "# Choosing the verifier on dev pairs", "",
         f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"- command: `.venv/bin/python scripts/select_verifier.py {' '.join(map(str, args.candidates))}"
-        f" --out {args.out}`",
+        f" --set {args.set} --out {args.out}`",
         f"- machine: {torch.get_num_threads()} torch threads, "
         f"{'cuda' if torch.cuda.is_available() else 'cpu'} (pairs/s on this machine, one order)",
-        f"- data/pairs_dev: {len(pairs)} pairs ({sum(p.label for p in pairs)} same event) on the "
-        "bank's 55 dev cases, by three authors who saw no candidate and no score; scores are the "
+        f"- data/{args.set}: {len(pairs)} pairs ({sum(p.label for p in pairs)} same event) on the "
+        "bank's 55 dev cases, by authors who saw no candidate and no score; scores are the "
         "mean of both text orders; the blind, audit and test sets are not read", "",
-        "| candidate | base | MB | bank dev AUC | pairs_dev AUC | F1 | precision | recall | ECE | "
+        f"| candidate | base | MB | bank dev AUC | {args.set} AUC | F1 | precision | recall | ECE | "
         + " | ".join(kinds) + " | pairs/s |",
         "|---|---|---|---|---|---|---|---|---|" + "---|" * len(kinds) + "---|",
     ]

@@ -71,11 +71,16 @@ def style_pairs(cases: list, rng: random.Random) -> list[Pair]:
 
     Near-misses are written like their outcome and one word away; paraphrases are written like a
     forecast. Without these, a model can learn the style instead of the event: every outcome
+    (and the seed and context, which the seed guard compares nodes with)
     against a light rewording of itself (same event), and each near-miss against a paraphrase of
     its outcome (another event, in the forecast's style).
     """
     pairs = []
     for case in cases:
+        # the seed and context are events too: a light rewording of either is still that event
+        for anchor in (case.seed, case.context or ""):
+            if anchor.strip():
+                pairs.append(Pair(light_variant(anchor), anchor, 1, "light_variant_anchor", case.id))
         for outcome in case.outcomes:
             pairs.append(Pair(light_variant(outcome.event), outcome.event, 1, "light_variant",
                               case.id))
@@ -121,10 +126,76 @@ def extra_pairs(folder: Path = EXTRA, split: str = "train") -> list[Pair]:
     return pairs
 
 
+FREE = ROOT / "data" / "pairs_free"
+FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement"},
+              0: EXTRA_KINDS[0]}
+
+
+def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = True) -> list[Pair]:
+    """Free-form pairs other authors wrote for the bank's cases of one split
+    (``data/pairs_free``: train, for training; ``data/pairs_dev2``: dev, for choosing).
+
+    Each outcome line holds the author's own report of the outcome (``actual``) and a forecast
+    against it; the forecast is paired with that report and with the bank's outcome text. Each
+    anchor line restates the case's seed or context: a positive against it, because resolution's
+    seed guard asks the verifier whether a node *is* the seed. ``training`` adds two kinds
+    derived from the lines: the author's report against the bank's text (same event), and each
+    seed restatement against one of the case's outcomes (another event: the seed is not a
+    forecast of what follows it). A bad line stops, naming its file and line.
+    """
+    from psychohistory.datasets import load_dataset
+
+    cases = {c.id: c for c in load_dataset("historical", split=split)}
+    pairs: list[Pair] = []
+    reports: set[tuple[str, str, str]] = set()
+    for path in sorted(folder.glob("pairs_*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SystemExit(f"{where}: not JSON ({err})") from None
+            case = cases.get(row.get("case_id"))
+            if case is None:
+                raise SystemExit(f"{where}: {row.get('case_id')!r} is not a {split}-split case")
+            label, kind = row.get("label"), row.get("kind")
+            if label not in FREE_KINDS or kind not in FREE_KINDS[label]:
+                raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
+            text = str(row.get("predicted", "")).strip()
+            anchor = row.get("anchor")
+            if anchor is not None:
+                target = {"seed": case.seed, "context": case.context or ""}.get(anchor, "")
+                if not target.strip() or kind not in {"seed_restatement", "context_restatement"}:
+                    raise SystemExit(f"{where}: anchor {anchor!r} with kind {kind!r}")
+                if not text or text.casefold() == target.casefold():
+                    raise SystemExit(f"{where}: the restatement is blank or copies the {anchor}")
+                pairs.append(Pair(text, target, 1, f"free_{kind}", case.id))
+                if training and anchor == "seed" and case.outcomes:
+                    other = case.outcomes[n % len(case.outcomes)].event
+                    pairs.append(Pair(text, other, 0, "free_seed_vs_outcome", case.id))
+                continue
+            outcome = next((o for o in case.outcomes if o.id == row.get("outcome_id")), None)
+            actual = str(row.get("actual", "")).strip()
+            if outcome is None or not actual:
+                raise SystemExit(f"{where}: no outcome {row.get('outcome_id')!r} of {case.id} "
+                                 "or no actual text")
+            if not text or text.casefold() in (actual.casefold(), outcome.event.casefold()):
+                raise SystemExit(f"{where}: the prediction is blank or copies the outcome")
+            pairs.append(Pair(text, actual, int(label), f"free_{kind}", case.id))
+            pairs.append(Pair(text, outcome.event, int(label), f"free_{kind}", case.id))
+            if training and (case.id, outcome.id, actual) not in reports:
+                reports.add((case.id, outcome.id, actual))
+                if actual.casefold() != outcome.event.casefold():
+                    pairs.append(Pair(actual, outcome.event, 1, "free_report", case.id))
+    return pairs
+
+
 def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True,
                    extra: bool = True) -> tuple[list[Pair], Counter[str]]:
     """The bank's train pairs (within-case pairs capped per case), style pairs, the other
-    authors' pairs (``extra_pairs``) and the older sets."""
+    authors' pairs (``extra_pairs``, ``free_pairs``) and the older sets."""
     from psychohistory.datasets import load_dataset
 
     rng = random.Random(seed)
@@ -142,6 +213,8 @@ def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True
         pairs += style_pairs(load_dataset("historical", split="train"), rng)
     if extra:
         pairs += extra_pairs()
+        if any(FREE.glob("pairs_*.jsonl")):
+            pairs += free_pairs()
     for name in OLDER_SETS:
         pairs += load_pairs(name)
     return pairs, Counter(p.kind for p in pairs)
@@ -186,14 +259,23 @@ def changed_tensors(model: object, trained_prefixes: list[str]) -> dict[str, obj
             for k, v in state.items()}
 
 
+DEV_PAIRS = ROOT / "data" / "pairs_dev"
+
+
 def dev_calibration(verifier: object) -> dict[str, object]:
-    """Platt calibration on the bank dev split with the saved (fp16) weights as shipped: the
-    manifest's ``calibration`` and its dev metrics before and after."""
-    dev = load_pairs("bank", split="dev")
+    """Platt calibration with the saved (fp16) weights as shipped, on the bank dev split and
+    the other authors' dev pairs (``data/pairs_dev``: the bank's own writers alone made the
+    probabilities too high on other wording): the manifest's ``calibration`` and the metrics
+    on those pairs before and after."""
+    bank_dev = load_pairs("bank", split="dev")
+    dev = bank_dev + extra_pairs(DEV_PAIRS, split="dev")
     labels = np.array([p.label for p in dev], dtype=float)
     logits = verifier.logits([(p.left, p.right) for p in dev])  # type: ignore[attr-defined]
     a, b = fit_platt(logits, labels)
-    return {"calibration": {"a": a, "b": b, "fitted_on": f"bank dev split, {len(dev)} pairs"},
+    bank = slice(0, len(bank_dev))
+    fitted_on = f"bank dev split ({len(bank_dev)} pairs) and data/pairs_dev ({len(dev) - len(bank_dev)})"
+    return {"calibration": {"a": a, "b": b, "fitted_on": fitted_on},
+            "bank_dev_metrics": pair_metrics(1 / (1 + np.exp(-(a * logits[bank] + b))), labels[bank]),
             "dev_metrics_uncalibrated": pair_metrics(1 / (1 + np.exp(-logits)), labels),
             "dev_metrics": pair_metrics(1 / (1 + np.exp(-(a * logits + b))), labels)}
 

