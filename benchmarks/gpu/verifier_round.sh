@@ -1,0 +1,81 @@
+#!/bin/bash
+# One GPU session: a verifier retrain beside the results table's run, then the measurements.
+#
+#   verifier_round.sh launch     start train_verifier.sh (SET=smollm2) and results_table.sh (SAMPLED=0)
+#   verifier_round.sh wait S     up to S seconds, until both are done (or S passes); progress
+#   verifier_round.sh measure    choose by the rule (scripts/select_verifier.py on data/pairs_dev2:
+#                                the retrain ships if its ROC AUC there beats the shipped file's
+#                                and its bank dev AUC is within 0.005 of it), then, in a copy of
+#                                the tree with the chosen file in the package, start
+#                                bench_matchers.py and exploits.py
+#   verifier_round.sh score      once the results table's run is done: its trees, scored by
+#                                results_table.py in that copy
+#   verifier_round.sh collect    pack everything into $OUT
+#
+# After `source benchmarks/gpu/setup_device.sh` (the model in /tmp/smollm2, MiniLM, the wheels).
+set -u
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$here"
+VT=${VT:-/tmp/vt}; RT=${RT:-/tmp/rt}; M=${M:-/tmp/m}; CAND=smol_free
+WEIGHTS=src/psychohistory/matching/weights
+case "${1:-}" in
+  launch)
+    SET=smollm2 bash benchmarks/gpu/train_verifier.sh launch
+    SAMPLED=0 bash benchmarks/gpu/results_table.sh launch
+    ;;
+  wait)
+    deadline=$((SECONDS + ${2:-540}))
+    while [ $SECONDS -lt $deadline ]; do
+      [ -f "$VT/$CAND.rc" ] && grep -q DONE "$RT/progress" 2>/dev/null && break
+      [ -f "$M/.measure_started" ] && [ ! -f "$VT/$CAND.rc" ] && break
+      sleep 5
+    done
+    SET=smollm2 bash benchmarks/gpu/train_verifier.sh wait 0
+    bash benchmarks/gpu/results_table.sh wait 0 | tail -12
+    for f in "$M"/logs/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 3 "$f" | cut -c1-300; done
+    ;;
+  measure)
+    mkdir -p "$M/cands/shipped" "$M/logs"
+    cp "$WEIGHTS"/event_verifier.safetensors "$WEIGHTS"/event_verifier.json "$M/cands/shipped/"
+    cp -r "$VT/$CAND" "$M/cands/$CAND"
+    python3 scripts/select_verifier.py "$M/cands/shipped" "$M/cands/$CAND" \
+      --out "$M/verifier_selection.md" > "$M/logs/select.log" 2>&1 || { tail "$M/logs/select.log"; exit 1; }
+    chosen=$(python3 - "$M/verifier_selection.json" <<'PY'
+import json, sys
+rows = {r["candidate"]: r for r in json.load(open(sys.argv[1]))}
+old, new = rows["shipped"], rows["smol_free"]
+ships = (new["pairs_dev"]["auc"] > old["pairs_dev"]["auc"]
+         and new["bank_dev_auc"] >= old["bank_dev_auc"] - 0.005)
+print("smol_free" if ships else "shipped")
+PY
+)
+    echo "chosen: $chosen"; echo "$chosen" > "$M/chosen"
+    mkdir -p "$M/tree"
+    tar -cf - --exclude=./.carry --exclude=./.whl --exclude=./.git . | tar -xf - -C "$M/tree"
+    cp "$M/cands/$chosen"/event_verifier.* "$M/tree/$WEIGHTS/"
+    cd "$M/tree"
+    export PYTHONPATH=/tmp/site:$M/tree/src
+    setsid nohup bash -c "python3 benchmarks/bench_matchers.py > $M/logs/bench_matchers.log 2>&1; \
+      echo \$? > $M/bench.rc; python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
+      echo \$? > $M/exploits.rc" < /dev/null > /dev/null 2>&1 &
+    touch "$M/.measure_started"
+    ;;
+  score)
+    bash benchmarks/gpu/results_table.sh collect > /dev/null
+    cd "$M/tree"
+    export PYTHONPATH=/tmp/site:$M/tree/src
+    rm -rf benchmarks/results/results_table/{trees,logs,reports,grpo_base,grpo_sft,sft}
+    cp -r "$RT/pack/." benchmarks/results/results_table/
+    timeout 400 python3 benchmarks/results_table.py > "$M/logs/results_table.log" 2>&1
+    echo "results_table rc=$?"; tail -n 40 "$M/logs/results_table.log" | cut -c1-300
+    ;;
+  collect)
+    cp "$M/verifier_selection.md" "$M/verifier_selection.json" "$OUT/" 2>/dev/null
+    cp "$VT/$CAND"/event_verifier.safetensors "$OUT/" 2>/dev/null
+    cp "$VT/$CAND.log" "$M/logs/train_$CAND.log" 2>/dev/null
+    cp "$VT/$CAND"/event_verifier.json "$M/logs/event_verifier_$CAND.json" 2>/dev/null
+    tar czf "$OUT/round.tgz" -C "$M" logs chosen $(cd "$M" && ls -d tree/benchmarks/results 2>/dev/null)
+    ls -la "$OUT"
+    ;;
+  *) echo "usage: $0 launch|wait S|measure|score|collect" >&2; exit 2 ;;
+esac
