@@ -141,13 +141,20 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
     seed guard asks the verifier whether a node *is* the seed. ``training`` adds two kinds
     derived from the lines: the author's report against the bank's text (same event), and each
     seed restatement against one of the case's outcomes (another event: the seed is not a
-    forecast of what follows it). A bad line stops, naming its file and line.
+    forecast of what follows it). A prediction identical to the text it is compared with makes
+    no pair; a bad line (not JSON, another split's case, a wrong kind, a blank prediction, a
+    negative that copies the outcome) stops, naming its file and line.
     """
     from psychohistory.datasets import load_dataset
 
     cases = {c.id: c for c in load_dataset("historical", split=split)}
     pairs: list[Pair] = []
     reports: set[tuple[str, str, str]] = set()
+
+    def add(pair: Pair) -> None:  # a short headline may equal the text it restates: no pair
+        if pair.left.casefold() != pair.right.casefold():
+            pairs.append(pair)
+
     for path in sorted(folder.glob("pairs_*.jsonl")):
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -169,9 +176,9 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
                 target = {"seed": case.seed, "context": case.context or ""}.get(anchor, "")
                 if not target.strip() or kind not in {"seed_restatement", "context_restatement"}:
                     raise SystemExit(f"{where}: anchor {anchor!r} with kind {kind!r}")
-                if not text or text.casefold() == target.casefold():
-                    raise SystemExit(f"{where}: the restatement is blank or copies the {anchor}")
-                pairs.append(Pair(text, target, 1, f"free_{kind}", case.id))
+                if not text:
+                    raise SystemExit(f"{where}: the restatement is blank")
+                add(Pair(text, target, 1, f"free_{kind}", case.id))
                 if training and anchor == "seed" and case.outcomes:
                     other = case.outcomes[n % len(case.outcomes)].event
                     pairs.append(Pair(text, other, 0, "free_seed_vs_outcome", case.id))
@@ -181,14 +188,15 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
             if outcome is None or not actual:
                 raise SystemExit(f"{where}: no outcome {row.get('outcome_id')!r} of {case.id} "
                                  "or no actual text")
-            if not text or text.casefold() in (actual.casefold(), outcome.event.casefold()):
-                raise SystemExit(f"{where}: the prediction is blank or copies the outcome")
-            pairs.append(Pair(text, actual, int(label), f"free_{kind}", case.id))
-            pairs.append(Pair(text, outcome.event, int(label), f"free_{kind}", case.id))
+            if not text:
+                raise SystemExit(f"{where}: the prediction is blank")
+            if label == 0 and text.casefold() in (actual.casefold(), outcome.event.casefold()):
+                raise SystemExit(f"{where}: a negative that copies the outcome")
+            add(Pair(text, actual, int(label), f"free_{kind}", case.id))
+            add(Pair(text, outcome.event, int(label), f"free_{kind}", case.id))
             if training and (case.id, outcome.id, actual) not in reports:
                 reports.add((case.id, outcome.id, actual))
-                if actual.casefold() != outcome.event.casefold():
-                    pairs.append(Pair(actual, outcome.event, 1, "free_report", case.id))
+                add(Pair(actual, outcome.event, 1, "free_report", case.id))
     return pairs
 
 

@@ -204,9 +204,12 @@ def test_free_form_pairs_pair_each_forecast_with_both_texts_and_stop_on_a_bad_li
     (tmp_path / "pairs_2.jsonl").write_text(json.dumps(bad) + "\n")
     with pytest.raises(SystemExit, match=r"pairs_2\.jsonl:1: label 1 with kind 'reversal'"):
         script.free_pairs(tmp_path)
-    (tmp_path / "pairs_2.jsonl").write_text(json.dumps({**rows[0], "predicted": case.seed}) + "\n")
-    with pytest.raises(SystemExit, match=r"pairs_2\.jsonl:1: the restatement .* copies the seed"):
+    (tmp_path / "pairs_2.jsonl").write_text(json.dumps({**rows[2], "predicted": outcome.event}) + "\n")
+    with pytest.raises(SystemExit, match=r"pairs_2\.jsonl:1: a negative that copies the outcome"):
         script.free_pairs(tmp_path)
+    # a restatement identical to the seed is no pair (nothing to learn), not an error
+    (tmp_path / "pairs_2.jsonl").write_text(json.dumps({**rows[0], "predicted": case.seed}) + "\n")
+    assert sum(p.kind == "free_seed_restatement" for p in script.free_pairs(tmp_path)) == 1
 
 
 def test_free_form_pairs_in_the_repository_are_on_their_split_only():

@@ -17,7 +17,7 @@ set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 VT=${VT:-/tmp/vt}; RT=${RT:-/tmp/rt}; M=${M:-/tmp/m}; CAND=smol_free
-WEIGHTS=src/psychohistory/matching/weights
+WEIGHTS=${WEIGHTS:-src/psychohistory/matching/weights}
 case "${1:-}" in
   launch)
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh launch
@@ -52,7 +52,7 @@ PY
     echo "chosen: $chosen"; echo "$chosen" > "$M/chosen"
     mkdir -p "$M/tree"
     tar -cf - --exclude=./.carry --exclude=./.whl --exclude=./.git . | tar -xf - -C "$M/tree"
-    cp "$M/cands/$chosen"/event_verifier.* "$M/tree/$WEIGHTS/"
+    cp "$M/cands/$chosen"/event_verifier.* "$M/tree/$WEIGHTS/" || exit 1
     cd "$M/tree"
     export PYTHONPATH=/tmp/site:$M/tree/src
     setsid nohup bash -c "python3 benchmarks/bench_matchers.py > $M/logs/bench_matchers.log 2>&1; \
