@@ -6,10 +6,11 @@
 Training pairs: the outcome bank's train split (``load_pairs("bank", split="train")``: paraphrases,
 near-misses, different outcomes of one case, the seed against its outcomes, other cases), style
 pairs (``style_pairs``), forecast-style pairs other authors wrote for the train cases
-(``data/pairs_extra``) and the older labelled pair sets (development, held-out, fresh), both
-text orders. The blind pair
-set, the resolution audit and the bank's dev and test splits are never read for training; the
-dev split fits the Platt calibration (two numbers) and nothing else.
+(``data/pairs_extra``), free-form pairs with hard near-misses and seed restatements
+(``data/pairs_free``, ``free_pairs``) and the older labelled pair sets (development, held-out,
+fresh), both text orders. The blind pair set, the resolution audit and the bank's dev and test
+splits are never read for training; the bank's dev split and ``data/pairs_dev`` fit the Platt
+calibration (two numbers) and nothing else.
 
 The cross-encoder is the packaged all-MiniLM-L6-v2 with a one-logit head. Every linear layer
 of its encoder learns a rank-``--lora-rank`` update (LoRA; the embeddings stay frozen), and the
