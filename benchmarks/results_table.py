@@ -41,16 +41,15 @@ RUN = RESULTS / "results_table"
 STAGES = {"base": "base model", "sft": "SFT only", "grpo": "GRPO only",
           "sft_grpo": "SFT then GRPO"}
 REFERENCES = {"empty": "empty tree", "analogue": "analogue (nearest training case)"}
-# what a person found reading the matches above (2026-12-01, the trees of this run)
-HAND_READ = """Read by hand (2026-12-02, with the SmolLM2 verifier): the one match is false. The
-node restates the seed ("The New START nuclear arms treaty is signed in Prague"; the seed:
-Obama and Medvedev sign it there) and was matched to the treaty entering into force, a later
-stage. The seed guard asked the same verifier, which gives the node 0.02 against the seed: in
-its training the seed appears only as a negative against its own outcomes, never beside a
-restatement of itself, so it learned that seed-like text is "not this event" (the next retrain
-needs seed restatements as positives). The one true match the old verifier credited ("WorldCom
-files for bankruptcy" against its Chapter 11 filing) now scores 0.48, just under the line. So
-the matcher credits no stage with a true event."""
+# what a person found reading the matches above (2026-12-02, round-3 verifier, these trees)
+HAND_READ = """Read by hand (2026-12-02, with the round-3 verifier): both matches are false. The base
+model's "The New START nuclear arms treaty is signed in Prague" restates the seed (Obama and
+Medvedev sign it there) and is matched to the treaty entering into force, a later stage; the
+seed guard asked the verifier, which gives it 0.11 against the seed, so the guard let it
+through (round 3 recognises 86% of the dev set's seed restatements, not this one). The GRPO
+run's "China Evergrande", a bare name at p = 0.00, is matched to the founder being put under
+"mandatory measures": a name is not an event. So no stage is credited with a true event, and
+the SFT-then-GRPO model writes empty trees (below)."""
 HEADLINE = ("brier", "log_score", "ece", "false_positive_mass", "coverage", "precision",
             "restated_seed_rate")
 
@@ -288,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
 - SFT: LoRA r64 alpha 128, 3 epochs over the 368 train cases (batch 8), {seconds.get('sft', '?')} s;
   GRPO: LoRA r4, group {meta['config']['num_generations']}, {meta['global_step']} steps,
   lr {meta['config']['learning_rate']}, rewards {', '.join(meta['rewards'])} (weights
-  {meta['weights']}), matcher `{meta['matcher'][:60]}`; GRPO from the base
+  {meta['weights']}), matcher `{meta['matcher']}`; GRPO from the base
   {seconds.get('grpo_base', '?')} s and from SFT {seconds.get('grpo_sft', '?')} s ({run['sharing']})
 - scoring matcher: the default cascade (exact, embedding candidates, the shipped verifier,
   sha256 {verifier_sha[:12]}...); the GRPO runs' rewards used {run['reward_verifier']};
   the analogue forecaster's probability, fitted on the train split: {p:.3f}
-- the trees: `results_table/trees/<stage>.jsonl`; every match behind a coverage:
+""" + "".join(f"- {note}\n" for note in run.get("notes", [])) + """- the trees: `results_table/trees/<stage>.jsonl`; every match behind a coverage:
   `results_table/reports/<stage>/report.md` and the list below
 
 ## Headline (per case, normalised by the case's outcomes, mean over the 111 cases, 95% bootstrap interval)
