@@ -15,8 +15,8 @@ sets, and chosen on dev pairs only (``benchmarks/results/verifier_selection.md``
 
 Only what training changed ships (``weights/<name>.safetensors``: low-rank factors and the
 trained tensors), added to the packaged base at load time and checked against the SHA-256 in
-the manifest beside it (``<name>.json``, which also records the Platt calibration fitted on the
-dev split, so scores are match probabilities). Nothing is unpickled, nothing downloaded.
+the manifest beside it (``<name>.json``, which also records the Platt calibration fitted on
+dev pairs, so scores are match probabilities). Nothing is unpickled, nothing downloaded.
 """
 
 from __future__ import annotations
