@@ -42,14 +42,15 @@ STAGES = {"base": "base model", "sft": "SFT only", "grpo": "GRPO only",
           "sft_grpo": "SFT then GRPO"}
 REFERENCES = {"empty": "empty tree", "analogue": "analogue (nearest training case)"}
 # what a person found reading the matches above (2026-12-02, round-3 verifier, these trees)
-HAND_READ = """Read by hand (2026-12-02, with the round-3 verifier): both matches are false. The base
-model's "The New START nuclear arms treaty is signed in Prague" restates the seed (Obama and
-Medvedev sign it there) and is matched to the treaty entering into force, a later stage; the
-seed guard asked the verifier, which gives it 0.11 against the seed, so the guard let it
-through (round 3 recognises 86% of the dev set's seed restatements, not this one). The GRPO
-run's "China Evergrande", a bare name at p = 0.00, is matched to the founder being put under
-"mandatory measures": a name is not an event. So no stage is credited with a true event, and
-the SFT-then-GRPO model writes empty trees (below)."""
+HAND_READ = """Read by hand (2026-12-02, round-3 verifier, candidate floor 0.08): all seven matches are
+false. The base model's "The New START nuclear arms treaty is signed in Prague" restates the
+seed (Obama and Medvedev sign it there) and is matched to the treaty entering into force, a
+later stage; the seed guard asked the verifier, which gives it 0.11 against the seed. The other
+six are not events at all: "NLD" (a party's initials), "China Evergrande" (a name) and four
+"Succeeded by 2.5%"-style fragments in the Equifax case, each matched to a different outcome at
+0.50-0.75. With the old floor (0.2) the embedding filter kept such fragments from the verifier;
+the verifier itself never saw a bare name or a fragment as a negative. So no stage is credited
+with a true event, and the SFT-then-GRPO model writes empty trees (below)."""
 HEADLINE = ("brier", "log_score", "ece", "false_positive_mass", "coverage", "precision",
             "restated_seed_rate")
 
