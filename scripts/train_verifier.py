@@ -129,7 +129,7 @@ def extra_pairs(folder: Path = EXTRA, split: str = "train") -> list[Pair]:
 
 FREE = ROOT / "data" / "pairs_free"
 FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement"},
-              0: EXTRA_KINDS[0]}
+              0: EXTRA_KINDS[0] | {"not_an_event"}}  # a fragment: a bare name, a figure
 
 
 def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = True) -> list[Pair]:

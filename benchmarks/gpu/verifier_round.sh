@@ -3,7 +3,8 @@
 #
 #   verifier_round.sh launch     start train_verifier.sh (SET=smollm2) and results_table.sh (SAMPLED=0)
 #   verifier_round.sh wait S     up to S seconds, until both are done (or S passes); progress
-#   verifier_round.sh measure    choose by the rule (scripts/select_verifier.py on data/pairs_dev2:
+#   verifier_round.sh measure    choose by the rule (scripts/select_verifier.py on $DEV_SET, default
+#                                data/pairs_dev3; round 3 chose on data/pairs_dev2:
 #                                the retrain ships if its ROC AUC there beats the shipped file's
 #                                and its bank dev AUC is within 0.005 of it), then, in a copy of
 #                                the tree with the chosen file in the package, start
@@ -38,7 +39,7 @@ case "${1:-}" in
     mkdir -p "$M/cands/shipped" "$M/logs"
     cp "$WEIGHTS"/event_verifier.safetensors "$WEIGHTS"/event_verifier.json "$M/cands/shipped/"
     cp -r "$VT/$CAND" "$M/cands/$CAND"
-    python3 scripts/select_verifier.py "$M/cands/shipped" "$M/cands/$CAND" \
+    python3 scripts/select_verifier.py "$M/cands/shipped" "$M/cands/$CAND" --set "${DEV_SET:-pairs_dev3}" \
       --out "$M/verifier_selection.md" > "$M/logs/select.log" 2>&1 || { tail "$M/logs/select.log"; exit 1; }
     chosen=$(python3 - "$M/verifier_selection.json" <<'PY'
 import json, sys
