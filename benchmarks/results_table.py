@@ -146,7 +146,7 @@ def training_curves(plots: Path) -> tuple[list[str], list[Path]]:
     return lines, paths
 
 
-def dev_curve(plots: Path, matcher: Any, dev: list[Any]) -> tuple[list[str], list[Path]]:
+def dev_curve(plots: Path) -> tuple[list[str], list[Path]]:
     """Dev-split Brier against GRPO step, from each run's ``dev_eval.jsonl`` (greedy trees of
     the 55 dev cases every ``eval_steps``, scored during training by the run's own matcher)."""
     import matplotlib
@@ -185,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
 
     test = load_dataset("historical:test")
     train = load_dataset("historical:train")
-    dev = load_dataset("historical:dev")
     matcher = get_matcher("cascade")
     evaluator = TreeEvaluator(matcher)
     reports: dict[str, Any] = {}
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     staged = [reports[s] for s in STAGES]
     staged[0].plot(plots, staged[1:])  # reliability.png, per_depth.png
     curve_lines, _ = training_curves(plots)
-    dev_lines, _ = dev_curve(plots, matcher, dev)
+    dev_lines, _ = dev_curve(plots)
 
     def row(report: Any) -> str:
         cells = []

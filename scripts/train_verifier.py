@@ -31,8 +31,10 @@ import re
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +94,22 @@ def style_pairs(cases: list, rng: random.Random) -> list[Pair]:
     return pairs
 
 
+def jsonl_rows(folder: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(file:line, line, object)`` for each record of the folder's ``pairs_*.jsonl``, read by the
+    library's own JSONL reader; a line that is not a JSON object stops, naming it."""
+    from psychohistory.cases import iter_jsonl
+    from psychohistory.errors import CaseFormatError
+
+    for path in sorted(folder.glob("pairs_*.jsonl")):
+        for n, row in iter_jsonl(path):
+            where = f"{path.name}:{n}"
+            if isinstance(row, CaseFormatError):
+                raise SystemExit(f"{where}: {row.reason}")
+            if not isinstance(row, dict):
+                raise SystemExit(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, n, row
+
+
 EXTRA = ROOT / "data" / "pairs_extra"
 EXTRA_KINDS = {1: {"paraphrase"}, 0: {"reversal", "swapped_entity", "changed_number",
                                       "stage_of_story", "same_actor_other_event", "negation",
@@ -108,22 +126,17 @@ def extra_pairs(folder: Path = EXTRA, split: str = "train") -> list[Pair]:
     outcomes = {(c.id, o.id): o.event for c in load_dataset("historical", split=split)
                 for o in c.outcomes}
     pairs = []
-    for path in sorted(folder.glob("pairs_*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            where = f"{path.name}:{n}"
-            key = (row.get("case_id"), row.get("outcome_id"))
-            if key not in outcomes:
-                raise SystemExit(f"{where}: {key} is not an outcome of a {split}-split case")
-            label, kind = row.get("label"), row.get("kind")
-            if label not in EXTRA_KINDS or kind not in EXTRA_KINDS[label]:
-                raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
-            text = str(row.get("predicted", "")).strip()
-            if not text or text.casefold() == outcomes[key].casefold():
-                raise SystemExit(f"{where}: the prediction is blank or copies the outcome")
-            pairs.append(Pair(text, outcomes[key], int(label), f"extra_{kind}", key[0]))
+    for where, _, row in jsonl_rows(folder):
+        key = (row.get("case_id"), row.get("outcome_id"))
+        if key not in outcomes:
+            raise SystemExit(f"{where}: {key} is not an outcome of a {split}-split case")
+        label, kind = row.get("label"), row.get("kind")
+        if label not in EXTRA_KINDS or kind not in EXTRA_KINDS[label]:
+            raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
+        text = str(row.get("predicted", "")).strip()
+        if not text or text.casefold() == outcomes[key].casefold():
+            raise SystemExit(f"{where}: the prediction is blank or copies the outcome")
+        pairs.append(Pair(text, outcomes[key], int(label), f"extra_{kind}", key[0]))
     return pairs
 
 
@@ -156,48 +169,40 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
         if pair.left.casefold() != pair.right.casefold():
             pairs.append(pair)
 
-    for path in sorted(folder.glob("pairs_*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SystemExit(f"{where}: not JSON ({err})") from None
-            case = cases.get(row.get("case_id"))
-            if case is None:
-                raise SystemExit(f"{where}: {row.get('case_id')!r} is not a {split}-split case")
-            label, kind = row.get("label"), row.get("kind")
-            if label not in FREE_KINDS or kind not in FREE_KINDS[label]:
-                raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
-            text = str(row.get("predicted", "")).strip()
-            anchor = row.get("anchor")
-            if anchor is not None:
-                target = {"seed": case.seed, "context": case.context or ""}.get(anchor, "")
-                if not target.strip() or kind not in {"seed_restatement", "context_restatement"}:
-                    raise SystemExit(f"{where}: anchor {anchor!r} with kind {kind!r}")
-                if not text:
-                    raise SystemExit(f"{where}: the restatement is blank")
-                add(Pair(text, target, 1, f"free_{kind}", case.id))
-                if training and anchor == "seed" and case.outcomes:
-                    other = case.outcomes[n % len(case.outcomes)].event
-                    pairs.append(Pair(text, other, 0, "free_seed_vs_outcome", case.id))
-                continue
-            outcome = next((o for o in case.outcomes if o.id == row.get("outcome_id")), None)
-            actual = str(row.get("actual", "")).strip()
-            if outcome is None or not actual:
-                raise SystemExit(f"{where}: no outcome {row.get('outcome_id')!r} of {case.id} "
-                                 "or no actual text")
+    for where, n, row in jsonl_rows(folder):
+        case = cases.get(row.get("case_id"))
+        if case is None:
+            raise SystemExit(f"{where}: {row.get('case_id')!r} is not a {split}-split case")
+        label, kind = row.get("label"), row.get("kind")
+        if label not in FREE_KINDS or kind not in FREE_KINDS[label]:
+            raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
+        text = str(row.get("predicted", "")).strip()
+        anchor = row.get("anchor")
+        if anchor is not None:
+            target = {"seed": case.seed, "context": case.context or ""}.get(anchor, "")
+            if not target.strip() or kind not in {"seed_restatement", "context_restatement"}:
+                raise SystemExit(f"{where}: anchor {anchor!r} with kind {kind!r}")
             if not text:
-                raise SystemExit(f"{where}: the prediction is blank")
-            if label == 0 and text.casefold() in (actual.casefold(), outcome.event.casefold()):
-                raise SystemExit(f"{where}: a negative that copies the outcome")
-            add(Pair(text, actual, int(label), f"free_{kind}", case.id))
-            add(Pair(text, outcome.event, int(label), f"free_{kind}", case.id))
-            if training and (case.id, outcome.id, actual) not in reports:
-                reports.add((case.id, outcome.id, actual))
-                add(Pair(actual, outcome.event, 1, "free_report", case.id))
+                raise SystemExit(f"{where}: the restatement is blank")
+            add(Pair(text, target, 1, f"free_{kind}", case.id))
+            if training and anchor == "seed" and case.outcomes:
+                other = case.outcomes[n % len(case.outcomes)].event
+                pairs.append(Pair(text, other, 0, "free_seed_vs_outcome", case.id))
+            continue
+        outcome = next((o for o in case.outcomes if o.id == row.get("outcome_id")), None)
+        actual = str(row.get("actual", "")).strip()
+        if outcome is None or not actual:
+            raise SystemExit(f"{where}: no outcome {row.get('outcome_id')!r} of {case.id} "
+                             "or no actual text")
+        if not text:
+            raise SystemExit(f"{where}: the prediction is blank")
+        if label == 0 and text.casefold() in (actual.casefold(), outcome.event.casefold()):
+            raise SystemExit(f"{where}: a negative that copies the outcome")
+        add(Pair(text, actual, int(label), f"free_{kind}", case.id))
+        add(Pair(text, outcome.event, int(label), f"free_{kind}", case.id))
+        if training and (case.id, outcome.id, actual) not in reports:
+            reports.add((case.id, outcome.id, actual))
+            add(Pair(actual, outcome.event, 1, "free_report", case.id))
     return pairs
 
 
@@ -408,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
                        "sources": ["bank train split",
                                    *([] if args.no_augment else ["style pairs"]),
-                                   *([] if args.no_extra else ["data/pairs_extra"]),
+                                   *([] if args.no_extra else ["data/pairs_extra", "data/pairs_free"]),
                                    *OLDER_SETS]},
         "training": {"epochs": args.epochs, "layers": args.layers, "lora_rank": args.lora_rank,
                      "augment": not args.no_augment, "extra": not args.no_extra,

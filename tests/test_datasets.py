@@ -219,3 +219,13 @@ def test_free_form_pairs_in_the_repository_are_on_their_split_only():
         ids = {c.id for c in load_dataset("historical", split=split)}
         pairs = script.free_pairs(root / folder, split=split)
         assert {p.topic for p in pairs} <= ids
+
+
+def test_pair_files_name_the_line_that_is_not_a_json_object(tmp_path):
+    script = _train_verifier_script()
+    (tmp_path / "pairs_1.jsonl").write_text('{"case_id": "x"\n')
+    with pytest.raises(SystemExit, match=r"^pairs_1\.jsonl:1: invalid JSON"):
+        script.free_pairs(tmp_path)
+    (tmp_path / "pairs_1.jsonl").write_text("\n[1, 2]\n")
+    with pytest.raises(SystemExit, match=r"^pairs_1\.jsonl:2: expected a JSON object, got list"):
+        script.extra_pairs(tmp_path)

@@ -28,7 +28,6 @@ case "${1:-}" in
     deadline=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $deadline ]; do
       [ -f "$VT/$CAND.rc" ] && grep -q DONE "$RT/progress" 2>/dev/null && break
-      [ -f "$M/.measure_started" ] && [ ! -f "$VT/$CAND.rc" ] && break
       sleep 5
     done
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh wait 0
@@ -59,7 +58,6 @@ PY
     setsid nohup bash -c "python3 benchmarks/bench_matchers.py > $M/logs/bench_matchers.log 2>&1; \
       echo \$? > $M/bench.rc; python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
       echo \$? > $M/exploits.rc" < /dev/null > /dev/null 2>&1 &
-    touch "$M/.measure_started"
     ;;
   score)
     bash benchmarks/gpu/results_table.sh collect > /dev/null
