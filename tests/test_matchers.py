@@ -115,6 +115,26 @@ def test_a_verifier_naming_an_unknown_base_is_refused(tmp_path):
         VerifierMatcher(weights=tmp_path / "v.safetensors").score(["a"], ["b"])
 
 
+def test_verifier_precision_follows_the_device_and_refuses_unknown_names():
+    from psychohistory.matching.verifier import VerifierMatcher, resolve_dtype
+
+    assert resolve_dtype("auto", "cuda:0") == "bfloat16"  # a GPU group in a tenth of a second
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("float16", "cpu") == "float16"
+    with pytest.raises(ConfigError, match="verifier dtype 'fp8'"):
+        VerifierMatcher(dtype="fp8")  # when it is built, not at the first score
+
+
+def test_verifier_in_bfloat16_agrees_with_float32():
+    from psychohistory.matching.verifier import MiniLMVerifierMatcher
+
+    pairs = [(a, b) for a, b in PARAPHRASES] + [(a, b) for a, b in HARD_NEGATIVES]
+    full = MiniLMVerifierMatcher(dtype="float32", device="cpu").probabilities(pairs)
+    half = MiniLMVerifierMatcher(dtype="bfloat16", device="cpu", batch_size=3).probabilities(pairs)
+    assert np.abs(full - half).max() < 0.05
+    assert ((full > 0.5) == (half > 0.5)).all()
+
+
 def test_verifier_pickles_without_its_model(event_matcher):
     copy = pickle.loads(pickle.dumps(event_matcher.verifier))
     assert copy._loaded is None and copy._cache == {}

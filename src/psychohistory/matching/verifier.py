@@ -102,13 +102,30 @@ def decoder_inputs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length:
     return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
+# On a GPU the verifier reads in bfloat16: a group's ~2,000 candidate pairs are a few dozen
+# TFLOPs, which float32 cannot do in the 0.1 s a GRPO step allows. The low-rank updates are
+# folded into the weights in float32 first, and the head's logit is read back as float32.
+DTYPES = {"float32", "bfloat16", "float16"}
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``"auto"``: bfloat16 on CUDA, float32 elsewhere; any other name must be in ``DTYPES``."""
+    if dtype == "auto":
+        return "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise ConfigError(f"verifier dtype {dtype!r}: expected 'auto' or one of {sorted(DTYPES)}")
+    return dtype
+
+
 def build_model(weights: Path | None = None, *, device: str | None = None,
-                check_hash: bool = True, base: str | None = None) -> tuple[Any, Any, dict[str, Any]]:
+                check_hash: bool = True, base: str | None = None,
+                dtype: str = "auto") -> tuple[Any, Any, dict[str, Any]]:
     """Tokenizer, model and manifest: the packaged base with the shipped layers on top.
 
     ``weights=None`` takes the shipped file. The file must match its manifest's SHA-256 and
     hold exactly the tensors the manifest lists, all of which must exist in the base.
     ``base`` overrides where a decoder verifier's base model is read from (a folder).
+    ``dtype`` is the precision it runs in (``resolve_dtype``).
     """
     import torch
     from safetensors.torch import load_file
@@ -159,7 +176,7 @@ def build_model(weights: Path | None = None, *, device: str | None = None,
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in plain.items()}, strict=False)
     model.eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    model.to(device=device, dtype=getattr(torch, resolve_dtype(dtype, device)))
     return tokenizer, model, manifest
 
 
@@ -182,14 +199,17 @@ class VerifierMatcher(Matcher):
     shipped = WEIGHTS_NAME  # the file under weights/ that ``weights=None`` means
 
     def __init__(self, *, weights: str | Path | None = None, threshold: float = 0.5,
-                 device: str | None = None, batch_size: int = 128, cache_size: int = 200_000,
-                 base: str | None = None) -> None:
+                 device: str | None = None, batch_size: int | None = None,
+                 cache_size: int = 200_000, base: str | None = None,
+                 dtype: str = "auto") -> None:
         self.threshold = check_threshold(threshold)
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
+        self.batch_size = None if batch_size is None else int(batch_size)
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.weights = Path(weights) if weights is not None else None
         self.requested_device = device
+        resolve_dtype(dtype, "cpu")  # a bad name fails here, not at the first score
+        self.dtype = dtype
         self.base = base
         self.cache_size = int(cache_size)
         self._cache: dict[tuple[str, str], float] = {}
@@ -213,7 +233,7 @@ class VerifierMatcher(Matcher):
                 if self._loaded is None:
                     self._loaded = build_model(
                         self.weights or weights_dir() / f"{self.shipped}.safetensors",
-                        device=self.requested_device, base=self.base)
+                        device=self.requested_device, base=self.base, dtype=self.dtype)
         return self._loaded
 
     @property
@@ -232,11 +252,13 @@ class VerifierMatcher(Matcher):
         max_length = int(manifest.get("max_length", 64))
         device = next(model.parameters()).device
         decoder = manifest.get("base_model") == DECODER_BASE
+        # a GPU takes a whole group's candidates in a few batches; a CPU gains nothing past 128
+        size = self.batch_size or (1024 if device.type == "cuda" else 128)
         out = np.zeros(len(pairs))
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
+            for start in range(0, len(order), size):
+                chunk = order[start:start + size]
                 if decoder:
                     batch = decoder_inputs(tokenizer, [pairs[i] for i in chunk], max_length)
                 else:
