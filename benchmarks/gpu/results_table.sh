@@ -1,7 +1,8 @@
 #!/bin/bash
 # The results table's run (issue 14) on one GPU, from configs/results_table.toml.
 #
-#   results_table.sh pipeline   run every stage in this shell (what `launch` starts)
+#   results_table.sh pipeline   run every stage in this shell (what `launch` starts);
+#                               ONLY=grpo_base: GRPO from the base and its trees, nothing else
 #   results_table.sh launch     start `pipeline` in its own session and return at once
 #   results_table.sh wait S     wait up to S seconds for it, printing progress
 #   results_table.sh collect    pack logs, dev-eval curves and test-split trees into $OUT
@@ -52,6 +53,12 @@ sampled() {  # sampled NAME [options]: two sampled trees per test case, for the 
 
 case "${1:-}" in
   pipeline)
+    if [ "${ONLY:-}" = grpo_base ]; then  # re-run GRPO from the base alone; other stages kept
+      stage grpo_base $PH train grpo --config "$CONFIG" --model "$MODEL" \
+        --output-dir "$RT/grpo_base" && trees grpo --adapter "$RT/grpo_base/final"
+      echo "$(date -u +%FT%TZ) DONE" >> "$RT/progress"
+      exit 0
+    fi
     stage sft $PH train sft --config "$CONFIG" --model "$MODEL" --output-dir "$RT/sft" &
     sft_pid=$!
     stage grpo_base $PH train grpo --config "$CONFIG" --model "$MODEL" \

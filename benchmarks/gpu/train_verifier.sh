@@ -18,9 +18,9 @@ VT=${VT:-/tmp/vt}
 declare -A VARIANTS
 if [ "${SET:-minilm}" = smollm2 ]; then
   SCRIPT=scripts/train_verifier_smollm2.py
-  # 2026-12-02: one variant, with the free-form pairs (data/pairs_free) in its training set;
-  # a larger batch (and learning rate) keeps it near ten minutes beside the results table's run
-  VARIANTS=([smol_free]="--base ${MODEL:-/tmp/smollm2} --batch-size 128 --lr 4e-4")
+  # round 4 (2026-12-02): one variant, round 3's settings with data/pairs_hard added to its
+  # training set (round 3, smol_free: data/pairs_free added); batch 128, lr 4e-4, one epoch
+  VARIANTS=([smol_hard]="--base ${MODEL:-/tmp/smollm2} --batch-size 128 --lr 4e-4")
 else
   SCRIPT=scripts/train_verifier.py
   VARIANTS=([defaults]="" [top2]="--layers 2 --lr 3e-4" [long]="--lr 3e-4 --epochs 4")

@@ -1,14 +1,15 @@
 #!/bin/bash
 # One GPU session: a verifier retrain beside the results table's run, then the measurements.
 #
-#   verifier_round.sh launch     start train_verifier.sh (SET=smollm2) and results_table.sh (SAMPLED=0)
+#   verifier_round.sh launch     start train_verifier.sh (SET=smollm2) and results_table.sh (SAMPLED=0;
+#                                ONLY=grpo_base re-runs only GRPO from the base, `score` merges it)
 #   verifier_round.sh wait S     up to S seconds, until both are done (or S passes); progress
 #   verifier_round.sh measure    choose by the rule (scripts/select_verifier.py on $DEV_SET, default
 #                                data/pairs_dev3; round 3 chose on data/pairs_dev2:
 #                                the retrain ships if its ROC AUC there beats the shipped file's
 #                                and its bank dev AUC is within 0.005 of it), then, in a copy of
 #                                the tree with the chosen file in the package, start
-#                                bench_matchers.py and exploits.py
+#                                bench_matchers.py and exploits.py (side by side)
 #   verifier_round.sh score      once the results table's run is done: its trees, scored by
 #                                results_table.py in that copy
 #   verifier_round.sh collect    pack everything into $OUT
@@ -17,12 +18,12 @@
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
-VT=${VT:-/tmp/vt}; RT=${RT:-/tmp/rt}; M=${M:-/tmp/m}; CAND=smol_free
+VT=${VT:-/tmp/vt}; RT=${RT:-/tmp/rt}; M=${M:-/tmp/m}; CAND=${CAND:-smol_hard}
 WEIGHTS=${WEIGHTS:-src/psychohistory/matching/weights}
 case "${1:-}" in
   launch)
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh launch
-    SAMPLED=0 bash benchmarks/gpu/results_table.sh launch
+    SAMPLED=0 ONLY=${ONLY:-} bash benchmarks/gpu/results_table.sh launch
     ;;
   wait)
     deadline=$((SECONDS + ${2:-540}))
@@ -40,13 +41,13 @@ case "${1:-}" in
     cp -r "$VT/$CAND" "$M/cands/$CAND"
     python3 scripts/select_verifier.py "$M/cands/shipped" "$M/cands/$CAND" --set "${DEV_SET:-pairs_dev3}" \
       --out "$M/verifier_selection.md" > "$M/logs/select.log" 2>&1 || { tail "$M/logs/select.log"; exit 1; }
-    chosen=$(python3 - "$M/verifier_selection.json" <<'PY'
+    chosen=$(python3 - "$M/verifier_selection.json" "$CAND" <<'PY'
 import json, sys
 rows = {r["candidate"]: r for r in json.load(open(sys.argv[1]))}
-old, new = rows["shipped"], rows["smol_free"]
+old, new = rows["shipped"], rows[sys.argv[2]]
 ships = (new["pairs_dev"]["auc"] > old["pairs_dev"]["auc"]
          and new["bank_dev_auc"] >= old["bank_dev_auc"] - 0.005)
-print("smol_free" if ships else "shipped")
+print(sys.argv[2] if ships else "shipped")
 PY
 )
     echo "chosen: $chosen"; echo "$chosen" > "$M/chosen"
@@ -56,15 +57,24 @@ PY
     cd "$M/tree"
     export PYTHONPATH=/tmp/site:$M/tree/src
     setsid nohup bash -c "python3 benchmarks/bench_matchers.py > $M/logs/bench_matchers.log 2>&1; \
-      echo \$? > $M/bench.rc; python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
+      echo \$? > $M/bench.rc" < /dev/null > /dev/null 2>&1 &
+    setsid nohup bash -c "python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
       echo \$? > $M/exploits.rc" < /dev/null > /dev/null 2>&1 &
     ;;
   score)
     bash benchmarks/gpu/results_table.sh collect > /dev/null
     cd "$M/tree"
     export PYTHONPATH=/tmp/site:$M/tree/src
-    rm -rf benchmarks/results/results_table/{trees,logs,reports,grpo_base,grpo_sft,sft}
-    cp -r "$RT/pack/." benchmarks/results/results_table/
+    if [ -n "${ONLY:-}" ]; then  # one stage re-run: its folder and trees replace the old ones
+      rt=benchmarks/results/results_table
+      rm -rf "$rt/$ONLY" "$rt"/reports
+      cp -r "$RT/pack/$ONLY" "$rt/"
+      cp -r "$RT/pack/trees/." "$rt/trees/"; cp -r "$RT/pack/logs/." "$rt/logs/"
+      cat "$RT/pack/progress" >> "$rt/progress"
+    else
+      rm -rf benchmarks/results/results_table/{trees,logs,reports,grpo_base,grpo_sft,sft}
+      cp -r "$RT/pack/." benchmarks/results/results_table/
+    fi
     timeout 400 python3 benchmarks/results_table.py > "$M/logs/results_table.log" 2>&1
     echo "results_table rc=$?"; tail -n 40 "$M/logs/results_table.log" | cut -c1-300
     ;;

