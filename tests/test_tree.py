@@ -326,3 +326,14 @@ def test_tree_from_dict_refuses_lone_surrogates_too():
         tree_from_dict(decoded)
     with pytest.raises(TreeParseError, match="seed: string has a lone"):
         tree_from_dict({"seed": "\ud800", "children": []})
+
+
+def test_every_real_case_as_a_tree_is_within_the_default_limits():
+    """What happened, written as a tree, must be a valid answer (the format reward gave the
+    honest tree of a depth-6 test case its penalty when the depth limit was 5)."""
+    from psychohistory.bench.exploits import honest_tree
+    from psychohistory.datasets import load_dataset
+
+    for split in ("train", "dev", "test"):
+        for case in load_dataset("historical", split=split):
+            parse_tree(json.dumps(honest_tree(case)), seed=case.seed)

@@ -42,7 +42,7 @@ class TreeLimits:
     2
     """
 
-    max_depth: int = 5
+    max_depth: int = 8  # the outcome bank's deepest real chain is 7: a true tree must pass
     max_nodes: int = 100
     max_event_chars: int = 300
     max_input_chars: int = 200_000
