@@ -215,7 +215,8 @@ def test_free_form_pairs_pair_each_forecast_with_both_texts_and_stop_on_a_bad_li
 def test_free_form_pairs_in_the_repository_are_on_their_split_only():
     script = _train_verifier_script()
     root = script.ROOT / "data"
-    for folder, split in (("pairs_free", "train"), ("pairs_dev2", "dev"), ("pairs_dev3", "dev")):
+    for folder, split in (("pairs_free", "train"), ("pairs_hard", "train"), ("pairs_dev2", "dev"),
+                          ("pairs_dev3", "dev")):
         ids = {c.id for c in load_dataset("historical", split=split)}
         pairs = script.free_pairs(root / folder, split=split)
         assert {p.topic for p in pairs} <= ids
