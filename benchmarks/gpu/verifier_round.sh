@@ -13,6 +13,7 @@
 #   verifier_round.sh score      once the results table's run is done: its trees, scored by
 #                                results_table.py in that copy
 #   verifier_round.sh collect    pack everything into $OUT
+# wait, measure and score also copy into their call's $OUT whatever exists by then (harvest).
 #
 # After `source benchmarks/gpu/setup_device.sh` (the model in /tmp/smollm2, MiniLM, the wheels).
 set -u
@@ -20,6 +21,17 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 VT=${VT:-/tmp/vt}; RT=${RT:-/tmp/rt}; M=${M:-/tmp/m}; CAND=${CAND:-smol_hard}
 WEIGHTS=${WEIGHTS:-src/psychohistory/matching/weights}
+harvest() {  # whatever exists so far, into this call's $OUT: a lent machine can be released
+  # between two calls (30 s idle) or taken back, and what is not returned is lost with it
+  [ -n "${OUT:-}" ] || return 0
+  cp "$VT/$CAND"/event_verifier.safetensors "$VT/$CAND"/event_verifier.json "$OUT/" 2>/dev/null
+  cp "$VT/$CAND.log" "$M/verifier_selection.md" "$M/verifier_selection.json" "$OUT/" 2>/dev/null
+  for f in matchers exploits results_table; do
+    cp "$M/tree/benchmarks/results/$f.md" "$M/tree/benchmarks/results/$f.json" "$OUT/" 2>/dev/null
+  done
+  return 0
+}
+
 case "${1:-}" in
   launch)
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh launch
@@ -34,6 +46,7 @@ case "${1:-}" in
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh wait 0
     bash benchmarks/gpu/results_table.sh wait 0 | tail -12
     for f in "$M"/logs/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 3 "$f" | cut -c1-300; done
+    harvest
     ;;
   measure)
     mkdir -p "$M/cands/shipped" "$M/logs"
@@ -60,6 +73,7 @@ PY
       echo \$? > $M/bench.rc" < /dev/null > /dev/null 2>&1 &
     setsid nohup bash -c "python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
       echo \$? > $M/exploits.rc" < /dev/null > /dev/null 2>&1 &
+    harvest
     ;;
   score)
     bash benchmarks/gpu/results_table.sh collect > /dev/null
@@ -77,6 +91,7 @@ PY
     fi
     timeout 400 python3 benchmarks/results_table.py > "$M/logs/results_table.log" 2>&1
     echo "results_table rc=$?"; tail -n 40 "$M/logs/results_table.log" | cut -c1-300
+    harvest
     ;;
   collect)
     cp "$M/verifier_selection.md" "$M/verifier_selection.json" "$OUT/" 2>/dev/null
