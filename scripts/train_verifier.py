@@ -144,6 +144,9 @@ FREE = ROOT / "data" / "pairs_free"
 # the same train cases by six more authors: fragments that name no event, changed numbers,
 # swapped actors and reversals, the kinds round 3 still accepted (data/pairs_hard/README.md)
 HARD = ROOT / "data" / "pairs_hard"
+# the folders of other authors' pairs training_pairs reads (with ``extra``), as manifests name them
+AUTHOR_FOLDERS = (FREE, HARD)
+EXTRA_SOURCES = [str(folder.relative_to(ROOT)) for folder in (EXTRA, *AUTHOR_FOLDERS)]
 FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement"},
               0: EXTRA_KINDS[0] | {"not_an_event"}}  # a fragment: a bare name, a figure
 
@@ -230,7 +233,7 @@ def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True
         pairs += style_pairs(load_dataset("historical", split="train"), rng)
     if extra:
         pairs += extra_pairs()
-        for folder in (FREE, HARD):
+        for folder in AUTHOR_FOLDERS:
             if any(folder.glob("pairs_*.jsonl")):
                 pairs += free_pairs(folder)
     for name in OLDER_SETS:
@@ -417,8 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
                        "sources": ["bank train split",
                                    *([] if args.no_augment else ["style pairs"]),
-                                   *([] if args.no_extra else ["data/pairs_extra", "data/pairs_free",
-                                                                  "data/pairs_hard"]),
+                                   *([] if args.no_extra else EXTRA_SOURCES),
                                    *OLDER_SETS]},
         "training": {"epochs": args.epochs, "layers": args.layers, "lora_rank": args.lora_rank,
                      "augment": not args.no_augment, "extra": not args.no_extra,

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_verifier import (  # noqa: E402
+    EXTRA_SOURCES,
     OLDER_SETS,
     changed_tensors,
     dev_calibration,
@@ -125,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest.update(dev_calibration(VerifierMatcher(weights=weights, base=args.base)))
     manifest.update({
         "trained_on": {"pairs": len(pairs), "orders": 2, "by_kind": dict(sorted(kinds.items())),
-                       "sources": ["bank train split", "style pairs", "data/pairs_extra", "data/pairs_free", "data/pairs_hard",
-                                   *OLDER_SETS]},
+                       "sources": ["bank train split", "style pairs", *EXTRA_SOURCES, *OLDER_SETS]},
         "training": {"epochs": args.epochs, "lora_rank": args.lora_rank, "lr": args.lr,
                      "batch_size": args.batch_size, "within_case_per_case": args.within_case_per_case,
                      "seed": args.seed, "seconds": round(train_s), "device": device,

@@ -94,8 +94,7 @@ PY
     harvest
     ;;
   collect)
-    cp "$M/verifier_selection.md" "$M/verifier_selection.json" "$OUT/" 2>/dev/null
-    cp "$VT/$CAND"/event_verifier.safetensors "$OUT/" 2>/dev/null
+    harvest
     cp "$VT/$CAND.log" "$M/logs/train_$CAND.log" 2>/dev/null
     cp "$VT/$CAND"/event_verifier.json "$M/logs/event_verifier_$CAND.json" 2>/dev/null
     tar czf "$OUT/round.tgz" -C "$M" logs chosen $(cd "$M" && ls -d tree/benchmarks/results 2>/dev/null)
