@@ -29,6 +29,9 @@ harvest() {  # whatever exists so far, into this call's $OUT: a lent machine can
   for f in matchers exploits results_table; do
     cp "$M/tree/benchmarks/results/$f.md" "$M/tree/benchmarks/results/$f.json" "$OUT/" 2>/dev/null
   done
+  # the scored table's folder (plots, reports, trees) once results_table.py has written it
+  [ -f "$M/tree/benchmarks/results/results_table.md" ] && \
+    tar czf "$OUT/results_table_dir.tgz" -C "$M/tree/benchmarks/results" results_table 2>/dev/null
   return 0
 }
 
