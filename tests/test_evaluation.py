@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 import psychohistory as ph
@@ -108,6 +109,37 @@ def test_restating_the_seed_never_resolves_true(brexit_case, event_matcher):
     m = ph.TreeEvaluator(matcher=event_matcher).evaluate(restated, brexit_case)
     assert m.n_restates_seed == 1 and m.n_matched == 1
     assert m.false_positive_mass == pytest.approx(1 / 3)
+
+
+def test_a_near_copy_of_the_seed_is_a_restatement_whatever_the_verifier_says(event_matcher):
+    # a base model's node in the results table (round 4): one word of the seed changed, which
+    # the verifier scored 0.04 against the seed and 0.52 against an outcome, so it resolved true
+    from psychohistory.cases import Case, Outcome
+    from psychohistory.resolution import resolve
+
+    case = Case(id="finland-sweden-nato-application-2022",
+                seed="Finland and Sweden formally submit applications to join NATO",
+                context="Applications follow Russia's invasion of Ukraine",
+                outcomes=[Outcome(id="o2", event="NATO allies sign the accession protocols "
+                                                 "for Finland and Sweden")])
+    tree = parse_tree(json.dumps({"seed": case.seed, "children": [
+        {"event": "Finnish and Sweden formally submit applications to join NATO",
+         "probability": 0.5}]}))
+    node = resolve(tree, case, event_matcher).nodes[0]
+    assert node.restates_seed and node.outcome is None
+    pairs = (["Finnish and Sweden formally submit applications to join NATO",
+              "NATO allies sign the accession protocols for Finland and Sweden"],
+             [case.seed, case.seed])
+    assert event_matcher.score_anchor_pairs(*pairs).tolist() == pytest.approx(
+        np.diag(event_matcher.score_anchors(pairs[0], [case.seed] * 2)).tolist())
+    assert event_matcher.score_anchor_pairs(*pairs)[0] == 1.0
+
+
+def test_near_copy_below_the_anchor_floor_is_refused():
+    from psychohistory.matching.cascade import CascadeMatcher
+
+    with pytest.raises(ValueError, match="near_copy"):
+        CascadeMatcher(anchor_floor=0.5, near_copy=0.4)
 
 
 @pytest.mark.slow

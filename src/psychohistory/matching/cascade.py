@@ -34,6 +34,13 @@ DEFAULT_CANDIDATES = 3
 DEFAULT_CANDIDATE_FLOOR = 0.08
 # a restatement of the seed is close to it in wording too: only such nodes are verified
 DEFAULT_ANCHOR_FLOOR = 0.5
+# ... and one this close (MiniLM cosine) is the seed copied with a word changed, whatever the
+# verifier says: it was trained on no identical or near-identical pair and scores them low (a
+# dev-split outcome against itself: 0.15 on average, round 4). Chosen on the train split: none
+# of its 11,848 outcome, paraphrase and near-miss texts reaches 0.95 against its own seed (the
+# highest: 0.948), while "Finnish and Sweden formally submit applications to join NATO" is
+# 0.986 from its seed and the verifier gave it 0.04
+DEFAULT_NEAR_COPY = 0.96
 
 
 def candidate_mask(similarity: np.ndarray, *, top: int, floor: float) -> np.ndarray:
@@ -77,6 +84,7 @@ class CascadeMatcher(Matcher):
         llm: dict[str, Any] | Matcher | None = None,
         undecided: tuple[float, float] = (0.2, 0.8),
         anchor_floor: float = DEFAULT_ANCHOR_FLOOR,
+        near_copy: float = DEFAULT_NEAR_COPY,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
@@ -99,6 +107,9 @@ class CascadeMatcher(Matcher):
         if not 0.0 <= anchor_floor < 1.0:
             raise ValueError(f"anchor_floor must be in [0, 1), got {anchor_floor}")
         self.anchor_floor = float(anchor_floor)
+        if not anchor_floor <= near_copy <= 1.0:
+            raise ValueError(f"near_copy must be in [anchor_floor, 1], got {near_copy}")
+        self.near_copy = float(near_copy)
 
     @property
     def methods(self) -> list[str]:
@@ -155,15 +166,37 @@ class CascadeMatcher(Matcher):
         return out
 
     def score_anchors(self, predicted: Sequence[str], anchors: Sequence[str]) -> np.ndarray:
-        """Does each text restate the seed or context? Exact, else the verifier on the texts
-        within ``anchor_floor`` cosine of an anchor (resolution's seed guard calls this)."""
+        """Does each text restate the seed or context? Exact or a near copy (cosine at least
+        ``near_copy``) scores 1, else the verifier decides the texts within ``anchor_floor``
+        cosine of an anchor (resolution's seed guard calls this)."""
         shape = (len(predicted), len(anchors))
         if not all(shape):
             return np.zeros(shape)
-        exact = self.exact.score(predicted, anchors)
-        mask = (self.embedding.score(predicted, anchors) >= self.anchor_floor) & (exact < 1.0)
+        cosine = np.asarray(self.embedding.score(predicted, anchors))
+        copied = np.maximum(self.exact.score(predicted, anchors),
+                            (cosine >= self.near_copy).astype(float))
+        mask = (cosine >= self.anchor_floor) & (copied < 1.0)
         verified = self.verifier.score_candidates(predicted, anchors, mask)  # type: ignore[attr-defined]
-        return np.maximum(exact, verified)
+        return np.maximum(copied, verified)
+
+    def score_anchor_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """``score_anchors`` on aligned pairs (a node, the anchor it is checked against): what
+        the seed guard decides for each, for benchmarks of the guard."""
+        if len(left) != len(right):
+            raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
+        if not left:
+            return np.zeros(0)
+        from psychohistory.matching.exact import normalize
+
+        vectors = self.embedding.encode(list(left) + list(right))  # type: ignore[attr-defined]
+        cosine = np.einsum("ij,ij->i", vectors[: len(left)], vectors[len(left):])
+        exact = np.array([normalize(a) == normalize(b) for a, b in zip(left, right, strict=True)])
+        out = np.where(exact | (cosine >= self.near_copy), 1.0, 0.0)
+        todo = np.nonzero((out < 1.0) & (cosine >= self.anchor_floor))[0]
+        if todo.size:
+            out[todo] = self.verifier.probabilities(  # type: ignore[attr-defined]
+                [(left[int(i)], right[int(i)]) for i in todo])
+        return out
 
     def score(self, predicted: Sequence[str], actual: Sequence[str]) -> np.ndarray:
         stages = self.stage_scores(predicted, actual)
