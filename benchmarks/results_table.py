@@ -41,16 +41,18 @@ RUN = RESULTS / "results_table"
 STAGES = {"base": "base model", "sft": "SFT only", "grpo": "GRPO only",
           "sft_grpo": "SFT then GRPO"}
 REFERENCES = {"empty": "empty tree", "analogue": "analogue (nearest training case)"}
-# what a person found reading the matches above (2026-12-02, round-3 verifier, these trees)
-HAND_READ = """Read by hand (2026-12-02, round-3 verifier, candidate floor 0.08): all seven matches are
-false. The base model's "The New START nuclear arms treaty is signed in Prague" restates the
-seed (Obama and Medvedev sign it there) and is matched to the treaty entering into force, a
-later stage; the seed guard asked the verifier, which gives it 0.11 against the seed. The other
-six are not events at all: "NLD" (a party's initials), "China Evergrande" (a name) and four
-"Succeeded by 2.5%"-style fragments in the Equifax case, each matched to a different outcome at
-0.50-0.75. With the old floor (0.2) the embedding filter kept such fragments from the verifier;
-the verifier itself never saw a bare name or a fragment as a negative. So no stage is credited
-with a true event, and the SFT-then-GRPO model writes empty trees (below)."""
+# what a person found reading the matches above (2026-12-02, round-4 verifier, these trees)
+HAND_READ = """Read by hand (2026-12-02, round-4 verifier): before the near-copy rule (DEFAULT_NEAR_COPY in
+`matching/cascade.py`) there were two matches. The base model's "Finnish and Sweden formally
+submit applications to join NATO" is its seed with one word changed, matched to the accession
+protocols at 0.53; the verifier gave it 0.04 against the seed (it was trained on no
+near-identical pair and scores such pairs low), so the seed guard let it through; a node within
+0.96 cosine of its seed now restates it, whatever the verifier says. The one match left is true:
+SFT's "The New Horizons spacecraft is the first human spacecraft to visit Pluto" is the 2015
+flyby (o3), at p = 0.8. Round 3's seven matches (a restated seed and six fragments such as
+"NLD" and "China Evergrande") are gone: round 4 was trained on fragments as negatives. So one
+true event is credited over every stage's 111 trees, and the SFT-then-GRPO model writes empty
+trees (below)."""
 HEADLINE = ("brier", "log_score", "ece", "false_positive_mass", "coverage", "precision",
             "restated_seed_rate")
 
