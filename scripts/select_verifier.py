@@ -3,10 +3,11 @@
     .venv/bin/python scripts/select_verifier.py /tmp/cands/*/ --out benchmarks/results/verifier_selection.md
 
 Each candidate is a folder holding one ``.safetensors`` verifier file and its manifest. Scored on
-one set of dev pairs other authors wrote for the bank's dev cases (``--set``: ``pairs_dev3``,
-free-form pairs with seed restatements and fragments that are not events, the default for the
-next round; ``pairs_dev2``, the same without fragments, which chose round 3 and whose per-kind
-scores were then read; ``pairs_dev``, the first set, which chose round 2 and now calibrates),
+one set of dev pairs other authors wrote for the bank's dev cases (``--set``: ``pairs_dev4``,
+``pairs_dev3``'s recipe with near copies of every outcome and seed, the default for round 5;
+``pairs_dev3``, free-form pairs with seed restatements and fragments that are not events, which
+chose round 4; ``pairs_dev2``, the same without fragments, which chose round 3; ``pairs_dev``,
+the first set, which chose round 2 and now calibrates),
 both orders averaged, and, from each manifest, the bank dev split. The blind pairs, the resolution
 audit and the test split are never read here: they measure the choice, they do not make it.
 """
@@ -32,6 +33,7 @@ from train_verifier import extra_pairs, free_pairs, pair_metrics  # noqa: E402
 from psychohistory.matching.verifier import VerifierMatcher  # noqa: E402
 
 SETS = {
+    "pairs_dev4": lambda: free_pairs(ROOT / "data" / "pairs_dev4", split="dev", training=False),
     "pairs_dev3": lambda: free_pairs(ROOT / "data" / "pairs_dev3", split="dev", training=False),
     "pairs_dev2": lambda: free_pairs(ROOT / "data" / "pairs_dev2", split="dev", training=False),
     "pairs_dev": lambda: extra_pairs(ROOT / "data" / "pairs_dev", split="dev"),
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidates", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="a .md table (and .json beside it)")
-    parser.add_argument("--set", choices=sorted(SETS), default="pairs_dev3")
+    parser.add_argument("--set", choices=sorted(SETS), default="pairs_dev4")
     args = parser.parse_args(argv)
     import torch
 

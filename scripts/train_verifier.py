@@ -69,14 +69,43 @@ def light_variant(text: str) -> str:
     return out if out != text else out.upper()
 
 
+_INNER_ARTICLE = re.compile(r" (the|a|an) ", re.IGNORECASE)
+
+
+def near_copies(text: str, rng: random.Random) -> list[str]:
+    """The same sentence with one small slip a model copying it makes: two adjacent letters
+    swapped in a long word, or an article dropped. Never a digit, so never another number.
+
+    Round 4's verifier scored near copies low (a dev-split outcome against itself: 0.15 on
+    average; the seed with one word changed: 0.04): it had seen only light variants (case, a
+    leading article) and many one-word-away near-misses as negatives.
+
+    >>> near_copies("NATO allies sign the accession protocols for Finland", random.Random(0))
+    ['NATO allies sign the accession protocols for Finlnad', 'NATO allies sign accession protocols for Finland']
+    """
+    out = []
+    words = text.split(" ")
+    long_words = [i for i, w in enumerate(words) if len(w) >= 6 and w.isalpha()]
+    if long_words:
+        i = rng.choice(long_words)
+        w = words[i]
+        k = rng.randrange(1, len(w) - 2)  # neither the first letter nor the last
+        if w[k] != w[k + 1]:
+            out.append(" ".join(words[:i] + [w[:k] + w[k + 1] + w[k] + w[k + 2:]] + words[i + 1:]))
+    dropped = _INNER_ARTICLE.sub(" ", text, count=1)
+    if dropped != text:
+        out.append(dropped)
+    return out
+
+
 def style_pairs(cases: list, rng: random.Random) -> list[Pair]:
     """Pairs that break the cue "a near copy in the outcome's own style is a near-miss".
 
     Near-misses are written like their outcome and one word away; paraphrases are written like a
     forecast. Without these, a model can learn the style instead of the event: every outcome
     (and the seed and context, which the seed guard compares nodes with)
-    against a light rewording of itself (same event), and each near-miss against a paraphrase of
-    its outcome (another event, in the forecast's style).
+    against a light rewording of itself and its near copies (same event; round 5), and each
+    near-miss against a paraphrase of its outcome (another event, in the forecast's style).
     """
     pairs = []
     for case in cases:
@@ -84,9 +113,13 @@ def style_pairs(cases: list, rng: random.Random) -> list[Pair]:
         for anchor in (case.seed, case.context or ""):
             if anchor.strip():
                 pairs.append(Pair(light_variant(anchor), anchor, 1, "light_variant_anchor", case.id))
+                pairs += [Pair(copy, anchor, 1, "near_copy_anchor", case.id)
+                          for copy in near_copies(anchor, rng)]
         for outcome in case.outcomes:
             pairs.append(Pair(light_variant(outcome.event), outcome.event, 1, "light_variant",
                               case.id))
+            pairs += [Pair(copy, outcome.event, 1, "near_copy", case.id)
+                      for copy in near_copies(outcome.event, rng)]
             if outcome.near_misses and outcome.paraphrases:
                 pairs.append(Pair(rng.choice(outcome.paraphrases),
                                   rng.choice(outcome.near_misses).event, 0,
@@ -147,7 +180,8 @@ HARD = ROOT / "data" / "pairs_hard"
 # the folders of other authors' pairs training_pairs reads (with ``extra``), as manifests name them
 AUTHOR_FOLDERS = (FREE, HARD)
 EXTRA_SOURCES = [str(folder.relative_to(ROOT)) for folder in (EXTRA, *AUTHOR_FOLDERS)]
-FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement"},
+FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement",
+                  "near_copy"},  # the text copied with one small change (data/pairs_dev4)
               0: EXTRA_KINDS[0] | {"not_an_event"}}  # a fragment: a bare name, a figure
 
 
@@ -186,7 +220,8 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
         anchor = row.get("anchor")
         if anchor is not None:
             target = {"seed": case.seed, "context": case.context or ""}.get(anchor, "")
-            if not target.strip() or kind not in {"seed_restatement", "context_restatement"}:
+            if not target.strip() or kind not in {"seed_restatement", "context_restatement",
+                                                   "near_copy"}:
                 raise SystemExit(f"{where}: anchor {anchor!r} with kind {kind!r}")
             if not text:
                 raise SystemExit(f"{where}: the restatement is blank")

@@ -212,11 +212,26 @@ def test_free_form_pairs_pair_each_forecast_with_both_texts_and_stop_on_a_bad_li
     assert sum(p.kind == "free_seed_restatement" for p in script.free_pairs(tmp_path)) == 1
 
 
+def test_near_copies_keep_every_figure_and_are_the_same_event():
+    import random
+    import re
+
+    script = _train_verifier_script()
+    cases = load_dataset("historical", split="train")
+    pairs = [p for p in script.style_pairs(cases, random.Random(0))
+             if p.kind in ("near_copy", "near_copy_anchor")]
+    assert len(pairs) > 2 * len(cases)
+    for p in pairs:
+        assert p.label == 1 and p.left != p.right
+        assert re.findall(r"\d+", p.left) == re.findall(r"\d+", p.right)
+        assert abs(len(p.left.split()) - len(p.right.split())) <= 1
+
+
 def test_free_form_pairs_in_the_repository_are_on_their_split_only():
     script = _train_verifier_script()
     root = script.ROOT / "data"
     for folder, split in (("pairs_free", "train"), ("pairs_hard", "train"), ("pairs_dev2", "dev"),
-                          ("pairs_dev3", "dev")):
+                          ("pairs_dev3", "dev"), ("pairs_dev4", "dev")):
         ids = {c.id for c in load_dataset("historical", split=split)}
         pairs = script.free_pairs(root / folder, split=split)
         assert {p.topic for p in pairs} <= ids
