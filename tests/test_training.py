@@ -239,3 +239,22 @@ def test_loading_an_adapter_raises_no_future_warning(tmp_path):
             str(tmp_path / "adapter"), "a")
     assert not [w for w in caught if issubclass(w.category, FutureWarning)], \
         [str(w.message) for w in caught]
+
+
+def test_checkpointing_is_asked_for_by_the_name_transformers_does_not_warn_about():
+    import dataclasses
+    import warnings
+
+    from trl import GRPOConfig
+
+    from psychohistory.training.models import checkpointing_option
+
+    option = checkpointing_option(GRPOConfig, True)
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert list(option) == (["activation_checkpointing"] if "activation_checkpointing" in names
+                            else ["gradient_checkpointing"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GRPOConfig(output_dir="unused", use_cpu=True, report_to=[], **option)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)
+                and "checkpointing" in str(w.message)], [str(w.message) for w in caught]

@@ -294,6 +294,17 @@ def _save_converted(model: Any, tokenizer: Any) -> None:
         logger.warning("could not cache the converted model in %s: %s", target, exc)
 
 
+def checkpointing_option(config_class: Any, enabled: bool) -> dict[str, Any]:
+    """The keyword that turns activation (gradient) checkpointing on or off in a TRL config:
+    ``activation_checkpointing`` where transformers has it (>= 5.x), whose old name warns."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names \
+        else "gradient_checkpointing"
+    return {key: enabled}
+
+
 def tiny_random_model(*, layers: int = 2, hidden: int = 64, heads: int = 4,
                       seed: int = 0) -> tuple[Any, Any]:
     """A random-init llama with SmolLM2's tokenizer: fast tests and throughput runs."""

@@ -53,7 +53,7 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_sft_dataset
-    from psychohistory.training.models import check_adapter, load_model
+    from psychohistory.training.models import check_adapter, checkpointing_option, load_model
 
     check_extra(settings.extra, SFTConfig, settings)
     if isinstance(model, str):
@@ -72,8 +72,8 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
         max_length=settings.max_length, save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit, logging_steps=settings.logging_steps,
         seed=settings.seed, report_to=settings.report_to, use_cpu=not cuda, bf16=cuda,
-        assistant_only_loss=False, gradient_checkpointing=settings.gradient_checkpointing,
-        **settings.extra)
+        assistant_only_loss=False,
+        **checkpointing_option(SFTConfig, settings.gradient_checkpointing), **settings.extra)
     peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
                              lora_dropout=settings.lora_dropout,
                              target_modules=settings.target_modules, task_type="CAUSAL_LM")

@@ -207,7 +207,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_grpo_dataset
-    from psychohistory.training.models import check_adapter, load_model
+    from psychohistory.training.models import check_adapter, checkpointing_option, load_model
 
     config = trainer.config
     check_extra(config.extra, GRPOConfig, config)
@@ -239,7 +239,7 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
         beta=config.beta, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, seed=config.seed, report_to=config.report_to,
         reward_weights=trainer.weights, use_cpu=not cuda, bf16=cuda,
-        gradient_checkpointing=checkpointing, **config.extra,
+        **checkpointing_option(GRPOConfig, checkpointing), **config.extra,
     )
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                              lora_dropout=config.lora_dropout,
