@@ -91,7 +91,7 @@ def near_copies(text: str, rng: random.Random) -> list[str]:
         w = words[i]
         k = rng.randrange(1, len(w) - 2)  # neither the first letter nor the last
         if w[k] != w[k + 1]:
-            out.append(" ".join(words[:i] + [w[:k] + w[k + 1] + w[k] + w[k + 2:]] + words[i + 1:]))
+            out.append(" ".join([*words[:i], w[:k] + w[k + 1] + w[k] + w[k + 2:], *words[i + 1:]]))
     dropped = _INNER_ARTICLE.sub(" ", text, count=1)
     if dropped != text:
         out.append(dropped)
