@@ -20,7 +20,7 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 
     markdown = (tmp_path / "matchers.md").read_text(encoding="utf-8")
