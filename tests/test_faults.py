@@ -431,3 +431,19 @@ def test_inference_checks_its_adapter_before_loading_the_model(tmp_path, monkeyp
     (empty := tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=re.escape(f"adapter {empty} has no adapter_config")):
         ph.ProbabilityTreeInference("smollm2-135m-instruct", adapter=str(empty))
+
+
+def test_a_matcher_that_batches_blocks_is_checked_block_by_block(register_plugin):
+    class Blocks(Scripted):
+        def score_blocks(self, blocks):
+            return [np.zeros((len(p), len(a))) for p, a in blocks][:-1]  # one block short
+
+    matcher = register_matcher(register_plugin, Blocks(lambda n, m: np.zeros((n, m))))
+    with pytest.raises(PluginError, match=r"score_blocks\(\) returned 1 blocks for 2"):
+        matcher.score_blocks([(["a"], ["b"]), (["c"], ["d"])])
+
+
+def test_a_matcher_without_score_blocks_gets_one_checked_score_per_block(register_plugin):
+    plain = register_matcher(register_plugin, Scripted(lambda n, m: np.full((n, m), np.nan)))
+    with pytest.raises(PluginError, match=r"score\(\) returned non-finite"):
+        plain.score_blocks([(["a"], ["b"])])

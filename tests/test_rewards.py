@@ -161,3 +161,30 @@ def test_composite_keeps_each_part():
     parts = composite.last_values
     assert set(parts) == set(DEFAULT_WEIGHTS)
     assert total == pytest.approx(sum(DEFAULT_WEIGHTS[k] * parts[k][0] for k in parts))
+
+
+def test_a_tree_scores_the_same_diversity_alone_and_in_a_grpo_group():
+    # judged together, the group's other trees took the siblings' places among the cascade's
+    # candidates (each text's 3 nearest), so in a group of 64 siblings were hardly compared
+    from psychohistory.plugins import get_matcher
+    from psychohistory.rewards.diversity import DiversityReward
+
+    cascade = get_matcher("cascade")
+    reward = DiversityReward(matcher=cascade)
+
+    def tree(*events):
+        return json.dumps({"seed": "S", "children": [{"event": e, "probability": 0.5}
+                                                     for e in events]})
+
+    honest = tree("Finland joins NATO", "Finland becomes a member of NATO", "Oil prices fall")
+    others = [tree(f"Finland joins NATO{a}", f"Finland joins NATO{b}")
+              for a, b in ((".", "!"), (" .", "?"), (";", ":"))]
+    alone = reward([honest])[0]
+    assert alone < 0  # the verifier calls the first two the same event
+    assert reward([honest, *others])[0] == alone
+    # the batched blocks are the per-block scores
+    texts = ["Finland joins NATO", "Finland becomes a member of NATO", "Oil prices fall"]
+    batched = cascade.score_blocks([(texts, texts), (texts[:2], texts[1:])])
+    assert np.allclose(batched[0], cascade.score(texts, texts))
+    assert np.allclose(batched[1], cascade.score(texts[:2], texts[1:]))
+

@@ -515,6 +515,18 @@ def _define_checked_matcher() -> type:
                 return assign(self.score(predicted, actual), limit, method=self.name)
             return list(self._call("match", predicted, actual, threshold=threshold))
 
+        def score_blocks(self, blocks: Sequence[tuple[Sequence[str], Sequence[str]]]
+                         ) -> list[np.ndarray]:
+            blocks = [(list(predicted), list(actual)) for predicted, actual in blocks]
+            if getattr(type(self.matcher), "score_blocks", None) in (None, Matcher.score_blocks):
+                return [self.score(predicted, actual) for predicted, actual in blocks]
+            out = list(self._call("score_blocks", blocks))
+            if len(out) != len(blocks):
+                raise PluginError(f"matcher {self.registered_name!r} score_blocks() returned "
+                                  f"{len(out)} blocks for {len(blocks)}", plugin=self._who)
+            return [self._check(scores, (len(p), len(a)), f"score_blocks() block {k}")
+                    for k, (scores, (p, a)) in enumerate(zip(out, blocks, strict=True))]
+
         def score_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
             if getattr(type(self.matcher), "score_pairs", None) in (None, Matcher.score_pairs):
                 return super().score_pairs(left, right)  # through the checked score

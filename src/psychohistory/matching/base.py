@@ -103,6 +103,12 @@ class Matcher:
         matrix = self.score(list(lu), list(ru))
         return matrix[li, ri]
 
+    def score_blocks(self, blocks: Sequence[tuple[Sequence[str], Sequence[str]]]
+                     ) -> list[np.ndarray]:
+        """``score`` of each ``(predicted, actual)`` block, each judged on its own (a tree's
+        texts against themselves, for the diversity reward); matchers may batch the work."""
+        return [self.score(predicted, actual) for predicted, actual in blocks]
+
     def match(
         self, predicted: Sequence[str], actual: Sequence[str], *, threshold: float | None = None
     ) -> list[Match]:

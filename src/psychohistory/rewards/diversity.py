@@ -29,15 +29,23 @@ class DiversityReward(TreeReward):
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float | None]:
         _, trees = self.parse_all(completions)
         groups = [self._sibling_groups(t) for t in trees]
-        texts = list(dict.fromkeys(s for g in groups for group in g for s in group))
-        scores = self.matcher.score(texts, texts) if texts else np.zeros((0, 0))
-        index = {t: i for i, t in enumerate(texts)}
+        # each tree's texts against themselves alone: judged together, a GRPO group's trees
+        # took each other's places among a matcher's candidates (the cascade keeps each text's
+        # 3 nearest), so siblings in a group of 64 were hardly ever compared
+        texts_of = [tuple(dict.fromkeys(s for group in g for s in group)) for g in groups]
+        distinct = list(dict.fromkeys(t for t in texts_of if t))
+        score_blocks = getattr(self.matcher, "score_blocks", None) or (
+            lambda pairs: [self.matcher.score(p, a) for p, a in pairs])  # a bare score() object
+        blocks = score_blocks([(t, t) for t in distinct]) if distinct else []
+        scores_of = dict(zip(distinct, blocks, strict=True))
         out: list[float | None] = []
-        for tree, tree_groups in zip(trees, groups, strict=True):
+        for tree, tree_groups, texts in zip(trees, groups, texts_of, strict=True):
             if tree is None:
                 out.append(self.malformed_penalty)
                 continue
             n = len(tree)
+            index = {t: i for i, t in enumerate(texts)}
+            scores = scores_of.get(texts, np.zeros((0, 0)))
             dupes = sum(_duplicates(g, scores, index, self.matcher.threshold) for g in tree_groups)
             out.append(round(-dupes / n, 12) if n else 0.0)
         return out
