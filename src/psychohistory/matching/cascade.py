@@ -120,15 +120,22 @@ class CascadeMatcher(Matcher):
         similarity = self.embedding.score(predicted, actual)
         return candidate_mask(similarity, top=self.candidates, floor=self.candidate_floor)
 
+    def _exact_and_candidates(self, predicted: Sequence[str], actual: Sequence[str]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores, and the cells the verifier reads: candidates exact did not settle."""
+        shape = (len(predicted), len(actual))
+        if not all(shape):
+            return np.zeros(shape), np.zeros(shape, dtype=bool)
+        exact = self.exact.score(predicted, actual)
+        return exact, self.candidate_mask(predicted, actual) & (exact < 1.0)
+
     def stage_scores(self, predicted: Sequence[str], actual: Sequence[str]) -> list[Stage]:
         """Each method's scores: exact everywhere, the verifier on candidates, the judge on
         the verifier's undecided band."""
         shape = (len(predicted), len(actual))
-        exact = self.exact.score(predicted, actual) if all(shape) else np.zeros(shape)
+        exact, mask = self._exact_and_candidates(predicted, actual)
         verified = np.zeros(shape)
-        mask = np.zeros(shape, dtype=bool)
-        if all(shape):
-            mask = self.candidate_mask(predicted, actual) & (exact < 1.0)
+        if mask.any():
             verified = self.verifier.score_candidates(predicted, actual, mask)  # type: ignore[attr-defined]
         stages = [Stage("exact", exact, 1.0), Stage("verifier", verified, self.verifier.threshold)]
         if self.llm is not None:
@@ -148,6 +155,12 @@ class CascadeMatcher(Matcher):
     def score_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
         """Each aligned pair on its own, as a one-node tree against a one-outcome case would
         be: exact, else the verifier if the pair's cosine reaches ``candidate_floor``."""
+        return self._aligned(left, right, floor=self.candidate_floor)
+
+    def _aligned(self, left: Sequence[str], right: Sequence[str], *, floor: float,
+                 copy: float | None = None) -> np.ndarray:
+        """Aligned pairs: 1 where the texts are equal once normalised (or, with ``copy``, at
+        least that cosine apart), else the verifier where their cosine reaches ``floor``."""
         if len(left) != len(right):
             raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
         if not left:
@@ -156,10 +169,11 @@ class CascadeMatcher(Matcher):
 
         vectors = self.embedding.encode(list(left) + list(right))  # type: ignore[attr-defined]
         cosine = np.einsum("ij,ij->i", vectors[: len(left)], vectors[len(left):])
-        out = np.zeros(len(left))
-        exact = np.array([normalize(a) == normalize(b) for a, b in zip(left, right, strict=True)])
-        out[exact] = 1.0
-        todo = np.nonzero(~exact & (cosine >= self.candidate_floor))[0]
+        settled = np.array([normalize(a) == normalize(b) for a, b in zip(left, right, strict=True)])
+        if copy is not None:
+            settled |= cosine >= copy
+        out = np.where(settled, 1.0, 0.0)
+        todo = np.nonzero(~settled & (cosine >= floor))[0]
         if todo.size:
             out[todo] = self.verifier.probabilities(  # type: ignore[attr-defined]
                 [(left[int(i)], right[int(i)]) for i in todo])
@@ -182,21 +196,7 @@ class CascadeMatcher(Matcher):
     def score_anchor_pairs(self, left: Sequence[str], right: Sequence[str]) -> np.ndarray:
         """``score_anchors`` on aligned pairs (a node, the anchor it is checked against): what
         the seed guard decides for each, for benchmarks of the guard."""
-        if len(left) != len(right):
-            raise ValueError(f"left has {len(left)} strings, right has {len(right)}")
-        if not left:
-            return np.zeros(0)
-        from psychohistory.matching.exact import normalize
-
-        vectors = self.embedding.encode(list(left) + list(right))  # type: ignore[attr-defined]
-        cosine = np.einsum("ij,ij->i", vectors[: len(left)], vectors[len(left):])
-        exact = np.array([normalize(a) == normalize(b) for a, b in zip(left, right, strict=True)])
-        out = np.where(exact | (cosine >= self.near_copy), 1.0, 0.0)
-        todo = np.nonzero((out < 1.0) & (cosine >= self.anchor_floor))[0]
-        if todo.size:
-            out[todo] = self.verifier.probabilities(  # type: ignore[attr-defined]
-                [(left[int(i)], right[int(i)]) for i in todo])
-        return out
+        return self._aligned(left, right, floor=self.anchor_floor, copy=self.near_copy)
 
     def score_blocks(self, blocks: Sequence[tuple[Sequence[str], Sequence[str]]]
                      ) -> list[np.ndarray]:
@@ -205,14 +205,10 @@ class CascadeMatcher(Matcher):
         group's 64 trees without 64 small batches."""
         if self.llm is not None:
             return super().score_blocks(blocks)
-        exact, masks, cells = [], [], []
+        exact, cells = [], []
         for k, (predicted, actual) in enumerate(blocks):
-            shape = (len(predicted), len(actual))
-            found = self.exact.score(predicted, actual) if all(shape) else np.zeros(shape)
-            mask = (self.candidate_mask(predicted, actual) & (found < 1.0)) if all(shape) \
-                else np.zeros(shape, dtype=bool)
+            found, mask = self._exact_and_candidates(predicted, actual)
             exact.append(found)
-            masks.append(mask)
             cells += [(k, int(i), int(j)) for i, j in zip(*np.nonzero(mask), strict=True)]
         probabilities = self.verifier.probabilities(  # type: ignore[attr-defined]
             [(blocks[k][0][i], blocks[k][1][j]) for k, i, j in cells]) if cells else []
