@@ -27,6 +27,7 @@ harvest() {  # whatever exists so far, into this call's $OUT: a lent machine can
   [ -n "${OUT:-}" ] || return 0
   cp "$VT/$CAND"/event_verifier.safetensors "$VT/$CAND"/event_verifier.json "$OUT/" 2>/dev/null
   cp "$VT/$CAND.log" "$M/verifier_selection.md" "$M/verifier_selection.json" "$OUT/" 2>/dev/null
+  [ -s "$M/bench_rewards.json" ] && cp "$M/bench_rewards.json" "$OUT/"
   for f in matchers exploits results_table; do
     cp "$M/tree/benchmarks/results/$f.md" "$M/tree/benchmarks/results/$f.json" "$OUT/" 2>/dev/null
   done
@@ -75,8 +76,10 @@ PY
     cp "$M/cands/$chosen"/event_verifier.* "$M/tree/$WEIGHTS/" || exit 1
     cd "$M/tree"
     export PYTHONPATH=/tmp/site:$M/tree/src
+    # the reward latency after the matcher benchmark, not beside it (both are timings)
     setsid nohup bash -c "python3 benchmarks/bench_matchers.py > $M/logs/bench_matchers.log 2>&1; \
-      echo \$? > $M/bench.rc" < /dev/null > /dev/null 2>&1 &
+      echo \$? > $M/bench.rc; python3 -m psychohistory.cli bench rewards --repeats 5 \
+      > $M/bench_rewards.json 2> $M/logs/bench_rewards.log" < /dev/null > /dev/null 2>&1 &
     setsid nohup bash -c "python3 benchmarks/exploits.py > $M/logs/exploits.log 2>&1; \
       echo \$? > $M/exploits.rc" < /dev/null > /dev/null 2>&1 &
     harvest
