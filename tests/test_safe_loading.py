@@ -169,6 +169,16 @@ def test_the_event_verifier_file_is_hash_checked(tmp_path):
         VerifierMatcher(weights=tampered).score(["a"], ["b"])
 
 
+def test_a_verifier_names_its_files_hash_without_loading_it():
+    # what a training run records as its matcher (psychohistory_train.json) says which file
+    from psychohistory.matching.verifier import VerifierMatcher, read_manifest, weights_dir
+
+    sha = read_manifest(weights_dir() / "event_verifier.safetensors")["sha256"]
+    verifier = VerifierMatcher()
+    assert f"sha256='{sha[:12]}'" in repr(verifier)
+    assert verifier._loaded is None  # the repr read the manifest only
+
+
 BNB_CODE = """
 import sys
 import psychohistory as ph

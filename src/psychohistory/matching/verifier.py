@@ -301,8 +301,15 @@ class VerifierMatcher(Matcher):
         return out
 
     def __repr__(self) -> str:
+        # the file's recorded hash too: a run's record (psychohistory_train.json) then says which
+        # verifier gave its rewards, not only that it was the one shipped at the time
+        path = self.weights or weights_dir() / f"{self.shipped}.safetensors"
+        try:
+            sha = f", sha256={str(read_manifest(path).get('sha256', ''))[:12]!r}"
+        except (ConfigError, OSError, ValueError):
+            sha = ""
         return (f"{type(self).__name__}(threshold={self.threshold}, "
-                f"weights={str(self.weights or f'shipped {self.shipped}')!r})")
+                f"weights={str(self.weights or f'shipped {self.shipped}')!r}{sha})")
 
 
 VERIFIER_ENV = "PSYCHOHISTORY_VERIFIER"
