@@ -112,9 +112,9 @@ class ProbabilityTreeInference:
             check_adapter(path)
             from peft import PeftModel
 
-            from psychohistory.training.models import quiet_peft_load
+            from psychohistory.training.models import quiet_checkpointing_deprecations
 
-            with quiet_peft_load():
+            with quiet_checkpointing_deprecations():
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(path, adapter_name=name)
                 else:

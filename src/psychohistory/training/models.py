@@ -325,13 +325,16 @@ def tiny_random_model(*, layers: int = 2, hidden: int = 64, heads: int = 4,
 
 
 @contextlib.contextmanager
-def quiet_peft_load() -> Iterator[None]:
-    """Load a peft adapter without a warning nobody here can act on: peft asks the model
-    ``is_gradient_checkpointing``, which transformers 5 deprecates with a FutureWarning on
-    every adapter load (the call is peft's, not the user's or ours)."""
+def quiet_checkpointing_deprecations() -> Iterator[None]:
+    """Load an adapter or train without warnings nobody here can act on: peft and TRL ask the
+    model ``is_gradient_checkpointing`` and call ``gradient_checkpointing_disable`` /
+    ``_enable``, which transformers 5 deprecates with a FutureWarning on every adapter load and
+    every generation inside a training step (the calls are theirs, not the user's or ours;
+    our own configs already use the new name, ``checkpointing_option``)."""
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
-                                category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", category=FutureWarning,
+            message=r".*(is_gradient_checkpointing|gradient_checkpointing_(disable|enable)).*")
         yield

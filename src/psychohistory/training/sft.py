@@ -53,7 +53,12 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_sft_dataset
-    from psychohistory.training.models import check_adapter, checkpointing_option, load_model
+    from psychohistory.training.models import (
+        check_adapter,
+        checkpointing_option,
+        load_model,
+        quiet_checkpointing_deprecations,
+    )
 
     check_extra(settings.extra, SFTConfig, settings)
     if isinstance(model, str):
@@ -77,16 +82,17 @@ def run_sft(model: Any, cases: Sequence[Case], settings: SFTSettings, *, tokeniz
     peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
                              lora_dropout=settings.lora_dropout,
                              target_modules=settings.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=to_sft_dataset(cases,
-                                                      target_probability=settings.target_probability),
-                         peft_config=peft_config)
     # a checkpoint cut off mid-save is skipped (with a warning) for the complete one before it
     checkpoint = last_complete_checkpoint(settings.output_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("resume=True but no complete checkpoint in %s: starting afresh",
                        settings.output_dir)
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    with quiet_checkpointing_deprecations():
+        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                             train_dataset=to_sft_dataset(
+                                 cases, target_probability=settings.target_probability),
+                             peft_config=peft_config)
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     final = Path(settings.output_dir) / "final"
     trainer.save_model(str(final))  # peft writes adapter_model.safetensors
     tokenizer.save_pretrained(str(final))

@@ -207,7 +207,12 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     from psychohistory.training.checkpoints import last_complete_checkpoint
     from psychohistory.training.config import check_extra
     from psychohistory.training.data import to_grpo_dataset
-    from psychohistory.training.models import check_adapter, checkpointing_option, load_model
+    from psychohistory.training.models import (
+        check_adapter,
+        checkpointing_option,
+        load_model,
+        quiet_checkpointing_deprecations,
+    )
 
     config = trainer.config
     check_extra(config.extra, GRPOConfig, config)
@@ -261,7 +266,8 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
     checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("resume=True but no checkpoint in %s: starting afresh", config.output_dir)
-    output = grpo.train(resume_from_checkpoint=checkpoint)
+    with quiet_checkpointing_deprecations():  # TRL toggles checkpointing around generation
+        output = grpo.train(resume_from_checkpoint=checkpoint)
     final = Path(config.output_dir) / "final"
     grpo.save_model(str(final))
     tokenizer.save_pretrained(str(final))
@@ -398,7 +404,7 @@ def merge_adapter(model: Any, adapter: str) -> Any:
     """Fold a LoRA adapter into the base weights (the SFT adapter before GRPO)."""
     from peft import PeftModel
 
-    from psychohistory.training.models import quiet_peft_load
+    from psychohistory.training.models import quiet_checkpointing_deprecations
 
-    with quiet_peft_load():
+    with quiet_checkpointing_deprecations():
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()
