@@ -41,16 +41,15 @@ RUN = RESULTS / "results_table"
 STAGES = {"base": "base model", "sft": "SFT only", "grpo": "GRPO only",
           "sft_grpo": "SFT then GRPO"}
 REFERENCES = {"empty": "empty tree", "analogue": "analogue (nearest training case)"}
-# what a person found reading the matches above (2026-12-02, round-4 verifier, these trees)
-HAND_READ = """Read by hand (2026-12-02, round-4 verifier): before the near-copy rule (DEFAULT_NEAR_COPY in
-`matching/cascade.py`) there were two matches. The base model's "Finnish and Sweden formally
-submit applications to join NATO" is its seed with one word changed, matched to the accession
-protocols at 0.53; the verifier gave it 0.04 against the seed (it was trained on no
-near-identical pair and scores such pairs low), so the seed guard let it through; a node within
-0.96 cosine of its seed now restates it, whatever the verifier says. The one match left is true:
-SFT's "The New Horizons spacecraft is the first human spacecraft to visit Pluto" is the 2015
-flyby (o3), at p = 0.8. Round 3's seven matches (a restated seed and six fragments such as
-"NLD" and "China Evergrande") are gone: round 4 was trained on fragments as negatives. So one
+# what a person found reading the matches above (2026-12-03, round-5 verifier, these trees)
+HAND_READ = """Read by hand (2026-12-03, round-5 verifier): of the two matches, one is true and one
+false. SFT's "The New Horizons spacecraft is the first human spacecraft to visit Pluto" is the
+2015 flyby (o3), at p = 0.8: true. SFT's "Glitnir's board of directors announces it will take a
+75% stake in the bank" is its seed garbled (the government, not the board, took the stake),
+matched to Landsbanki's seizure (o2) at 0.55-0.57: false; the seed guard missed it (the verifier
+gives it 0.11 against the seed, and it is 0.81 MiniLM cosine from it, under the near-copy rule's
+0.96), and the round-4 file had not matched it. Round 4 had matched only the New Horizons node;
+round 3's seven matches (a restated seed and six fragments such as "NLD") were all false. So one
 true event is credited over every stage's 111 trees, and the SFT-then-GRPO model writes empty
 trees (below)."""
 HEADLINE = ("brier", "log_score", "ece", "false_positive_mass", "coverage", "precision",

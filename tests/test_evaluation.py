@@ -145,7 +145,8 @@ def test_near_copy_below_the_anchor_floor_is_refused():
 @pytest.mark.slow
 def test_the_results_tables_numbers_come_back_from_its_saved_trees(tmp_path, monkeypatch):
     # issue 14's table: `psychohistory evaluate` on a stage's saved trees gives its row, with
-    # the default verifier the table was scored with
+    # the default verifier the table was scored with; SFT only, the stage with matches and
+    # false positives (SFT then GRPO writes empty trees, which any matcher scores alike)
     monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifier")
     import json as json_module
     from pathlib import Path
@@ -156,10 +157,11 @@ def test_the_results_tables_numbers_come_back_from_its_saved_trees(tmp_path, mon
 
     run = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "results_table"
     table = json_module.loads((run / "results_table.json").read_text())
-    result = CliRunner().invoke(cli, ["evaluate", str(run / "trees" / "sft_grpo.jsonl"),
+    result = CliRunner().invoke(cli, ["evaluate", str(run / "trees" / "sft.jsonl"),
                                       "historical:test", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json_module.loads((tmp_path / "report.json").read_text())
     for key in ("brier", "log_score", "coverage", "false_positive_mass"):
-        assert report[key] == pytest.approx(table["sft_grpo"][key], abs=1e-9), key
-    assert report["n_unparsable"] == table["sft_grpo"]["unparsable"]
+        assert report[key] == pytest.approx(table["sft"][key], abs=1e-9), key
+    assert table["sft"]["coverage"] > 0 and table["sft"]["false_positive_mass"] > 0
+    assert report["n_unparsable"] == table["sft"]["unparsable"]
