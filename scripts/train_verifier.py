@@ -179,7 +179,8 @@ FREE = ROOT / "data" / "pairs_free"
 HARD = ROOT / "data" / "pairs_hard"
 # the folders of other authors' pairs training_pairs reads (with ``extra``), as manifests name them
 AUTHOR_FOLDERS = (FREE, HARD)
-EXTRA_SOURCES = [str(folder.relative_to(ROOT)) for folder in (EXTRA, *AUTHOR_FOLDERS)]
+EXTRA_SOURCES = [str(folder.relative_to(ROOT))
+                 for folder in (EXTRA, *AUTHOR_FOLDERS, ROOT / "data" / "pairs_press")]
 FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement",
                   "near_copy"},  # the text copied with one small change (data/pairs_dev4)
               0: EXTRA_KINDS[0] | {"not_an_event"}}  # a fragment: a bare name, a figure
@@ -247,6 +248,83 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
     return pairs
 
 
+# forecasts in a forecaster's own words (other names, the event by its consequence), on stories
+# of the authors' choosing, none the bank or the blind set tells (data/pairs_press/INSTRUCTIONS.md)
+PRESS = ROOT / "data" / "pairs_press"
+PRESS_KINDS = {1: {"paraphrase"},
+               0: {"stage_of_story", "swapped_entity", "negation", "reversal", "changed_number",
+                   "same_actor_other_event", "unrelated", "seed_restatement"}}
+PRESS_KEYS = {"topic", "seed", "actual", "predicted", "label", "kind"}
+# a story is held out when it is close to one the blind set or the bank's dev and test splits
+# tell: the thresholds of scripts/build_blind_pairs.py, which keeps the blind set off the bank
+PRESS_SEED_LINK, PRESS_EVENT_LINK = 0.55, 0.8
+
+
+def press_rows(folder: Path = PRESS) -> list[dict[str, Any]]:
+    """The folder's lines, checked: exact keys, a known label and kind, non-blank texts, the
+    forecast not the report itself, no story from ``avoid_stories.txt``; a bad line stops,
+    naming its file and line."""
+    avoid_file = folder / "avoid_stories.txt"
+    avoid = set(avoid_file.read_text(encoding="utf-8").split()) if avoid_file.exists() else set()
+    rows = []
+    for where, _, row in jsonl_rows(folder):
+        if set(row) != PRESS_KEYS:
+            raise SystemExit(f"{where}: keys {sorted(row)}, expected {sorted(PRESS_KEYS)}")
+        label, kind = row["label"], row["kind"]
+        if label not in PRESS_KINDS or kind not in PRESS_KINDS[label]:
+            raise SystemExit(f"{where}: label {label!r} with kind {kind!r}")
+        texts = [row[k] for k in ("topic", "seed", "actual", "predicted")]
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            raise SystemExit(f"{where}: topic, seed, actual and predicted must be non-blank text")
+        if row["predicted"].strip().casefold() == row["actual"].strip().casefold():
+            raise SystemExit(f"{where}: the forecast copies the report")
+        if row["topic"] in avoid:
+            raise SystemExit(f"{where}: story {row['topic']!r} is in avoid_stories.txt")
+        rows.append({**row, "where": where})
+    return rows
+
+
+def held_out_press_topics(rows: list[dict[str, Any]]) -> set[str]:
+    """Stories too close to the blind set's or the bank's dev and test stories to train on
+    (MiniLM cosine: the seed >= ``PRESS_SEED_LINK`` to one of theirs, or a report >=
+    ``PRESS_EVENT_LINK`` to one of their outcomes). Texts only: no label or score is read."""
+    from psychohistory.datasets import load_dataset
+    from psychohistory.matching.embedding import EmbeddingMatcher
+
+    held = [c for split in ("dev", "test") for c in load_dataset("historical", split=split)]
+    seeds = [c.seed for c in held]
+    events = [t for c in held for o in c.outcomes for t in (o.event, *o.paraphrases)]
+    blind = [json.loads(line)
+             for path in sorted((ROOT / "data").glob("blind*/event_pairs_blind*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    seeds += sorted({r["seed"] for r in blind})
+    events += sorted({r["actual"] for r in blind})
+    topics: dict[str, tuple[str, set[str]]] = {}
+    for row in rows:
+        topics.setdefault(row["topic"], (row["seed"], set()))[1].add(row["actual"])
+    if not topics:
+        return set()
+    emb = EmbeddingMatcher()
+    names = list(topics)
+    seed_sim = emb.score([topics[t][0] for t in names], seeds).max(axis=1)
+    out = set()
+    for name, sim in zip(names, seed_sim, strict=True):
+        reports = sorted(topics[name][1])
+        if sim >= PRESS_SEED_LINK or emb.score(reports, events).max() >= PRESS_EVENT_LINK:
+            out.add(name)
+    return out
+
+
+def press_pairs(folder: Path = PRESS) -> list[Pair]:
+    """``data/pairs_press``: each forecast against its report, the stories close to a held-out
+    one left out (``held_out_press_topics``); the topic is the author's story id."""
+    rows = press_rows(folder)
+    held = held_out_press_topics(rows)
+    return [Pair(r["predicted"].strip(), r["actual"].strip(), int(r["label"]),
+                 f"press_{r['kind']}", f"press:{r['topic']}")
+            for r in rows if r["topic"] not in held]
+
+
 def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True,
                    extra: bool = True) -> tuple[list[Pair], Counter[str]]:
     """The bank's train pairs (within-case pairs capped per case), style pairs, the other
@@ -271,6 +349,8 @@ def training_pairs(*, within_case_per_case: int, seed: int, augment: bool = True
         for folder in AUTHOR_FOLDERS:
             if any(folder.glob("pairs_*.jsonl")):
                 pairs += free_pairs(folder)
+        if any(PRESS.glob("pairs_*.jsonl")):
+            pairs += press_pairs()
     for name in OLDER_SETS:
         pairs += load_pairs(name)
     return pairs, Counter(p.kind for p in pairs)

@@ -245,3 +245,53 @@ def test_pair_files_name_the_line_that_is_not_a_json_object(tmp_path):
     (tmp_path / "pairs_1.jsonl").write_text("\n[1, 2]\n")
     with pytest.raises(SystemExit, match=r"^pairs_1\.jsonl:2: expected a JSON object, got list"):
         script.extra_pairs(tmp_path)
+
+
+def _press_row(**overrides):
+    row = {"topic": "made-up-story-2001", "seed": "A small town elects a new mayor",
+           "actual": "The new mayor bans cars from the old town centre",
+           "predicted": "The town hall is expected to pedestrianise its historic core",
+           "label": 1, "kind": "paraphrase"}
+    row.update(overrides)
+    return row
+
+
+def test_press_pairs_stop_on_a_bad_line_naming_it(tmp_path):
+    script = _train_verifier_script()
+    (tmp_path / "avoid_stories.txt").write_text("brexit-2016\n")
+    cases = [
+        ({"label": 1, "kind": "reversal"}, r"pairs_1\.jsonl:2: label 1 with kind 'reversal'"),
+        ({"predicted": "  "}, r"pairs_1\.jsonl:2: .*non-blank"),
+        ({"predicted": "the new mayor bans cars from the old town centre"},
+         r"pairs_1\.jsonl:2: the forecast copies the report"),
+        ({"topic": "brexit-2016"}, r"pairs_1\.jsonl:2: story 'brexit-2016' is in avoid"),
+        ({"note": "x"}, r"pairs_1\.jsonl:2: keys"),
+    ]
+    for overrides, message in cases:
+        (tmp_path / "pairs_1.jsonl").write_text(
+            json.dumps(_press_row()) + "\n" + json.dumps(_press_row(**overrides)) + "\n")
+        with pytest.raises(SystemExit, match=message):
+            script.press_rows(tmp_path)
+
+
+def test_press_pairs_leave_out_stories_close_to_held_out_ones(tmp_path):
+    # a story the bank's test split tells (its seed, reworded by one word) is not trained on
+    script = _train_verifier_script()
+    test_case = load_dataset("historical", split="test")[0]
+    rows = [_press_row(),
+            _press_row(topic="a-test-story", seed=test_case.seed.replace(" ", "  ", 1),
+                       actual=test_case.outcomes[0].event + " at last",
+                       predicted="something a forecaster wrote")]
+    (tmp_path / "pairs_1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = script.press_pairs(tmp_path)
+    assert [(p.topic, p.label, p.kind) for p in pairs] == [
+        ("press:made-up-story-2001", 1, "press_paraphrase")]
+
+
+def test_press_pairs_in_the_repository_load_clear_of_every_held_out_story():
+    script = _train_verifier_script()
+    rows = script.press_rows()
+    pairs = script.press_pairs()
+    assert len(rows) >= 3000 and 0 < len(pairs) < len(rows)  # some stories are held out
+    avoid = set((script.PRESS / "avoid_stories.txt").read_text().split())
+    assert not {p.topic.removeprefix("press:") for p in pairs} & avoid

@@ -18,10 +18,10 @@ VT=${VT:-/tmp/vt}
 declare -A VARIANTS
 if [ "${SET:-minilm}" = smollm2 ]; then
   SCRIPT=scripts/train_verifier_smollm2.py
-  # round 5: one variant, round 4's settings (round 4, smol_hard: data/pairs_hard added;
-  # round 3, smol_free: data/pairs_free) with near copies and pairs_hard part 3b added to its
-  # training set; batch 128, lr 4e-4, one epoch
-  VARIANTS=([smol_copy]="--base ${MODEL:-/tmp/smollm2} --batch-size 128 --lr 4e-4")
+  # round 6: one variant, round 5's settings (round 5, smol_copy: near copies and pairs_hard
+  # part 3b; round 4, smol_hard: data/pairs_hard; round 3, smol_free: data/pairs_free) with
+  # data/pairs_press added to its training set; batch 128, lr 4e-4, one epoch
+  VARIANTS=([smol_press]="--base ${MODEL:-/tmp/smollm2} --batch-size 128 --lr 4e-4")
 else
   SCRIPT=scripts/train_verifier.py
   VARIANTS=([defaults]="" [top2]="--layers 2 --lr 3e-4" [long]="--lr 3e-4 --epochs 4")
