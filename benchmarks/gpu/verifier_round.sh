@@ -2,7 +2,8 @@
 # One GPU session: a verifier retrain beside the results table's run, then the measurements.
 #
 #   verifier_round.sh launch     start train_verifier.sh (SET=smollm2) and results_table.sh (SAMPLED=0;
-#                                ONLY=grpo_base re-runs only GRPO from the base, `score` merges it)
+#                                ONLY=grpo_base re-runs only GRPO from the base, `score` merges it;
+#                                ONLY=none starts no results-table stage)
 #   verifier_round.sh wait S     up to S seconds, until both are done (or S passes); progress
 #   verifier_round.sh measure    choose by the rule (scripts/select_verifier.py on $DEV_SET, default
 #                                data/pairs_dev4; round 4 chose on data/pairs_dev3, round 3 on
@@ -40,12 +41,14 @@ harvest() {  # whatever exists so far, into this call's $OUT: a lent machine can
 case "${1:-}" in
   launch)
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh launch
-    SAMPLED=0 ONLY=${ONLY:-} bash benchmarks/gpu/results_table.sh launch
+    # ONLY=none: the verifier's round alone (round 6), no results-table stage beside it
+    [ "${ONLY:-}" = none ] || SAMPLED=0 ONLY=${ONLY:-} bash benchmarks/gpu/results_table.sh launch
     ;;
   wait)
     deadline=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $deadline ]; do
-      [ -f "$VT/$CAND.rc" ] && grep -q DONE "$RT/progress" 2>/dev/null && break
+      [ -f "$VT/$CAND.rc" ] && { [ "${ONLY:-}" = none ] || grep -q DONE "$RT/progress" 2>/dev/null; } \
+        && break
       sleep 5
     done
     SET=smollm2 bash benchmarks/gpu/train_verifier.sh wait 0

@@ -257,7 +257,9 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
                                          matcher=matcher, tokenizer=tokenizer,
                                          max_new_tokens=config.max_completion_length,
                                          output_dir=config.output_dir))
-    with warnings.catch_warnings():  # TRL calls rollout_func experimental; it is our contract
+    # TRL calls rollout_func experimental (it is our contract), and its peft wrapping asks the
+    # model a deprecated checkpointing question
+    with warnings.catch_warnings(), quiet_checkpointing_deprecations():
         warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
         grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
                            train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
