@@ -339,12 +339,17 @@ def run_speed(quick: bool) -> dict[str, Any]:
             composite(group, case=[case] * len(group))
             timings[label].append(time.perf_counter() - start)
         pairs_scored.append(len(verifier._cache) - before)
-        texts = list(dict.fromkeys(v.node.event for c in group
-                                   for v in parse_tree(c, seed=case.seed).iter_nodes()))
+        trees = [parse_tree(c, seed=case.seed) for c in group]
+        texts = list(dict.fromkeys(v.node.event for t in trees for v in t.iter_nodes()))
         anchors = [o.event for o in case.outcomes] + [case.seed, case.context]
         bare._cache.clear()
         start = time.perf_counter()
         bare.score(texts, anchors)
+        # and what diversity asks the cascade: each tree's texts against each other (before
+        # 2026-12-03 the baseline skipped these, so it did less work than the composite)
+        for tree in trees:
+            own = list(dict.fromkeys(v.node.event for v in tree.iter_nodes()))
+            bare.score(own, own)
         timings["baseline: bare cross-encoder on every pair"].append(time.perf_counter() - start)
     median = {k: statistics.median(v) for k, v in timings.items()}
     return {"verifier_load_s": load_s, "device": verifier.device, "group": size,
