@@ -26,9 +26,24 @@ SEED_LINK = 0.55
 EVENT_LINK = 0.8
 
 
+def near_stories(stories: dict[str, tuple[str, list[str]]], seeds: list[str],
+                 events: list[str]) -> set[str]:
+    """The names of ``stories`` (name -> its seed and outcome texts) that tell one of another
+    set's stories: the seed within ``SEED_LINK`` MiniLM cosine of one of ``seeds``, or an
+    outcome within ``EVENT_LINK`` of one of ``events``. Texts only."""
+    from psychohistory.matching.embedding import EmbeddingMatcher
+
+    if not stories:
+        return set()
+    emb = EmbeddingMatcher()
+    names = list(stories)
+    seed_sim = emb.score([stories[n][0] for n in names], seeds).max(axis=1)
+    return {name for name, sim in zip(names, seed_sim, strict=True)
+            if sim >= SEED_LINK or emb.score(stories[name][1], events).max() >= EVENT_LINK}
+
+
 def main() -> int:
     from psychohistory.datasets import load_dataset
-    from psychohistory.matching.embedding import EmbeddingMatcher
 
     pairs = []
     for source in SOURCES:
@@ -41,14 +56,10 @@ def main() -> int:
         topic = topics.setdefault(p["topic"], {"seed": p["seed"], "actual": set()})
         topic["actual"].add(p["actual"])  # type: ignore[union-attr]
     names = list(topics)
-    emb = EmbeddingMatcher()
-    seed_sim = emb.score([str(topics[t]["seed"]) for t in names], [c.seed for c in bank]).max(axis=1)
     bank_events = [t for c in bank for o in c.outcomes for t in (o.event, *o.paraphrases)]
-    dropped = set()
-    for i, name in enumerate(names):
-        actual = sorted(topics[name]["actual"])  # type: ignore[arg-type]
-        if seed_sim[i] >= SEED_LINK or emb.score(actual, bank_events).max() >= EVENT_LINK:
-            dropped.add(name)
+    dropped = near_stories(
+        {t: (str(topics[t]["seed"]), sorted(topics[t]["actual"]))  # type: ignore[arg-type]
+         for t in names}, [c.seed for c in bank], bank_events)
     seen: set[tuple[str, str]] = set()
     kept = []
     for p in pairs:

@@ -177,10 +177,12 @@ FREE = ROOT / "data" / "pairs_free"
 # the same train cases by six more authors: fragments that name no event, changed numbers,
 # swapped actors and reversals, the kinds round 3 still accepted (data/pairs_hard/README.md)
 HARD = ROOT / "data" / "pairs_hard"
+# forecasts in a forecaster's own words (other names, the event by its consequence), on stories
+# of the authors' choosing, none the bank or the blind set tells (data/pairs_press/INSTRUCTIONS.md)
+PRESS = ROOT / "data" / "pairs_press"
 # the folders of other authors' pairs training_pairs reads (with ``extra``), as manifests name them
 AUTHOR_FOLDERS = (FREE, HARD)
-EXTRA_SOURCES = [str(folder.relative_to(ROOT))
-                 for folder in (EXTRA, *AUTHOR_FOLDERS, ROOT / "data" / "pairs_press")]
+EXTRA_SOURCES = [str(folder.relative_to(ROOT)) for folder in (EXTRA, *AUTHOR_FOLDERS, PRESS)]
 FREE_KINDS = {1: {"paraphrase", "seed_restatement", "context_restatement",
                   "near_copy"},  # the text copied with one small change (data/pairs_dev4)
               0: EXTRA_KINDS[0] | {"not_an_event"}}  # a fragment: a bare name, a figure
@@ -248,16 +250,10 @@ def free_pairs(folder: Path = FREE, split: str = "train", *, training: bool = Tr
     return pairs
 
 
-# forecasts in a forecaster's own words (other names, the event by its consequence), on stories
-# of the authors' choosing, none the bank or the blind set tells (data/pairs_press/INSTRUCTIONS.md)
-PRESS = ROOT / "data" / "pairs_press"
 PRESS_KINDS = {1: {"paraphrase"},
                0: {"stage_of_story", "swapped_entity", "negation", "reversal", "changed_number",
                    "same_actor_other_event", "unrelated", "seed_restatement"}}
 PRESS_KEYS = {"topic", "seed", "actual", "predicted", "label", "kind"}
-# a story is held out when it is close to one the blind set or the bank's dev and test splits
-# tell: the thresholds of scripts/build_blind_pairs.py, which keeps the blind set off the bank
-PRESS_SEED_LINK, PRESS_EVENT_LINK = 0.55, 0.8
 
 
 def press_rows(folder: Path = PRESS) -> list[dict[str, Any]]:
@@ -285,11 +281,13 @@ def press_rows(folder: Path = PRESS) -> list[dict[str, Any]]:
 
 
 def held_out_press_topics(rows: list[dict[str, Any]]) -> set[str]:
-    """Stories too close to the blind set's or the bank's dev and test stories to train on
-    (MiniLM cosine: the seed >= ``PRESS_SEED_LINK`` to one of theirs, or a report >=
-    ``PRESS_EVENT_LINK`` to one of their outcomes). Texts only: no label or score is read."""
+    """Stories too close to the blind set's or the bank's dev and test stories to train on, by
+    the rule that keeps the blind set off the bank (``near_stories`` in
+    ``scripts/build_blind_pairs.py``). Texts only: no label or score is read."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from build_blind_pairs import near_stories
+
     from psychohistory.datasets import load_dataset
-    from psychohistory.matching.embedding import EmbeddingMatcher
 
     held = [c for split in ("dev", "test") for c in load_dataset("historical", split=split)]
     seeds = [c.seed for c in held]
@@ -302,17 +300,8 @@ def held_out_press_topics(rows: list[dict[str, Any]]) -> set[str]:
     topics: dict[str, tuple[str, set[str]]] = {}
     for row in rows:
         topics.setdefault(row["topic"], (row["seed"], set()))[1].add(row["actual"])
-    if not topics:
-        return set()
-    emb = EmbeddingMatcher()
-    names = list(topics)
-    seed_sim = emb.score([topics[t][0] for t in names], seeds).max(axis=1)
-    out = set()
-    for name, sim in zip(names, seed_sim, strict=True):
-        reports = sorted(topics[name][1])
-        if sim >= PRESS_SEED_LINK or emb.score(reports, events).max() >= PRESS_EVENT_LINK:
-            out.add(name)
-    return out
+    return near_stories({t: (seed, sorted(reports)) for t, (seed, reports) in topics.items()},
+                        seeds, events)
 
 
 def press_pairs(folder: Path = PRESS) -> list[Pair]:

@@ -257,18 +257,18 @@ def run_grpo(trainer: Trainer, cases: Sequence[Case], *, resume: bool = False) -
                                          matcher=matcher, tokenizer=tokenizer,
                                          max_new_tokens=config.max_completion_length,
                                          output_dir=config.output_dir))
-    # TRL calls rollout_func experimental (it is our contract), and its peft wrapping asks the
-    # model a deprecated checkpointing question
-    with warnings.catch_warnings(), quiet_checkpointing_deprecations():
-        warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
-        grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
-                           train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
-                           peft_config=peft_config, callbacks=callbacks or None,
-                           **({"rollout_func": rollout_func} if rollout_func else {}))
     checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     if resume and checkpoint is None:
         logger.warning("resume=True but no checkpoint in %s: starting afresh", config.output_dir)
-    with quiet_checkpointing_deprecations():  # TRL toggles checkpointing around generation
+    # TRL calls rollout_func experimental (it is our contract); its peft wrapping and its
+    # generation inside each step use transformers' deprecated checkpointing names
+    with quiet_checkpointing_deprecations():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
+            grpo = GRPOTrainer(model=model, reward_funcs=list(reward_funcs), args=args,
+                               train_dataset=to_grpo_dataset(cases), processing_class=tokenizer,
+                               peft_config=peft_config, callbacks=callbacks or None,
+                               **({"rollout_func": rollout_func} if rollout_func else {}))
         output = grpo.train(resume_from_checkpoint=checkpoint)
     final = Path(config.output_dir) / "final"
     grpo.save_model(str(final))
