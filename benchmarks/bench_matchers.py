@@ -307,6 +307,17 @@ def run_speed(quick: bool) -> dict[str, Any]:
     verifier = VerifierMatcher()
     verifier.load()
     load_s = time.perf_counter() - start
+    # the classifier's construction with and without the random initialisation that the
+    # shipped weights overwrite (skipped since 2026-12-03), in the same run
+    from psychohistory.matching.verifier import decoder_classifier
+
+    build_s: dict[str, list[float]] = {"head initialised (the load before)": [],
+                                       "initialisation skipped (the load now)": []}
+    for _ in range(3):
+        for label, init_head in zip(build_s, (True, False), strict=True):
+            start = time.perf_counter()
+            decoder_classifier(init_head=init_head)
+            build_s[label].append(time.perf_counter() - start)
     cascade = CascadeMatcher(verifier=verifier)
     cascade.embedding.score(["warm"], ["up"])
     cases = load_dataset("historical", split="test")[: 3 if quick else 10]
@@ -328,6 +339,22 @@ def run_speed(quick: bool) -> dict[str, Any]:
     timings: dict[str, list[float]] = {label: [] for label, _ in compared}
     timings["baseline: bare cross-encoder on every pair"] = []
     pairs_scored = []
+    # where the default cascade's time goes: the verifier's forward passes (tokenising
+    # included) and the embedding encoder's, the rest being parsing, candidates and scoring
+    spent = {"verifier forward": 0.0, "embedding encode": 0.0}
+    stages: dict[str, list[float]] = {k: [] for k in spent}
+
+    def timed(label: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - start
+        return call
+
+    verifier.logits = timed("verifier forward", verifier.logits)  # type: ignore[method-assign]
+    cascade.embedding.encode = timed("embedding encode", cascade.embedding.encode)  # type: ignore[attr-defined]
     for k, case in enumerate(cases):
         group = step_group(case, size, seed=k)
         before = len(verifier._cache)
@@ -335,9 +362,13 @@ def run_speed(quick: bool) -> dict[str, Any]:
             rewards = [get_reward(name, **({} if name == "format" else {"matcher": matcher}))
                        for name in DEFAULT_WEIGHTS]
             composite = CompositeReward(rewards, list(DEFAULT_WEIGHTS.values()))
+            spent.update(dict.fromkeys(spent, 0.0))
             start = time.perf_counter()
             composite(group, case=[case] * len(group))
             timings[label].append(time.perf_counter() - start)
+            if matcher is cascade:
+                for stage, seconds in spent.items():
+                    stages[stage].append(seconds)
         pairs_scored.append(len(verifier._cache) - before)
         trees = [parse_tree(c, seed=case.seed) for c in group]
         texts = list(dict.fromkeys(v.node.event for t in trees for v in t.iter_nodes()))
@@ -353,6 +384,8 @@ def run_speed(quick: bool) -> dict[str, Any]:
         timings["baseline: bare cross-encoder on every pair"].append(time.perf_counter() - start)
     median = {k: statistics.median(v) for k, v in timings.items()}
     return {"verifier_load_s": load_s, "device": verifier.device, "group": size,
+            "classifier_build_s_median": {k: statistics.median(v) for k, v in build_s.items()},
+            "default_cascade_stage_s_median": {k: statistics.median(v) for k, v in stages.items()},
             "nodes_per_completion": 15, "cases": len(cases), "median_s": median,
             "verifier_pairs_per_step_median": statistics.median(pairs_scored),
             "speedup_vs_bare": median["baseline: bare cross-encoder on every pair"]
@@ -465,6 +498,14 @@ def render(report: dict[str, Any]) -> str:
               f"texts every step), all four default rewards, median over {sp['cases']} test "
               "cases:", ""]
     lines += [f"- {k}: {v:.3f} s" for k, v in sp["median_s"].items()]
+    for stage, seconds in sp.get("default_cascade_stage_s_median", {}).items():
+        lines.append(f"- of the default cascade's step, in the {stage}: {seconds:.3f} s")
+    build = sp.get("classifier_build_s_median")
+    if build:
+        before, now = build.values()
+        lines.append(f"- the classifier built from the base (median of 3): {now:.2f} s with the "
+                     f"initialisation the shipped weights overwrite skipped, {before:.2f} s "
+                     f"with it (**{before / now:.1f}x**)")
     lines += [f"- the cascade sent a median {sp['verifier_pairs_per_step_median']} new pairs to "
               f"the verifier per step; **{sp['speedup_vs_bare']:.1f}x** faster than the bare "
               "cross-encoder on every pair",

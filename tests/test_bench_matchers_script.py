@@ -42,6 +42,11 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
                 "accuracy_by_kind"} <= set(row)
     assert report["fuzzy"]["ratio_vs_cdist"] > 0
     assert report["speed"]["verifier_load_s"] > 0
+    assert len(report["speed"]["classifier_build_s_median"]) == 2  # with and without init
+    stages = report["speed"]["default_cascade_stage_s_median"]
+    assert set(stages) == {"verifier forward", "embedding encode"}
+    total = report["speed"]["median_s"]["composite reward (default cascade)"]
+    assert all(0 < seconds <= total for seconds in stages.values())  # parts of each step
 
     targets = {t["target"] for t in report["targets"]}
     assert {"blind pairs: cascade F1", "test within-case pairs wrongly matched",
@@ -50,3 +55,20 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     assert "Quick run" in markdown and meta["command"] in markdown
     for heading in ("## Targets", "## 1. Accuracy", "## 2. Plain fuzzy", "## 3. Speed"):
         assert heading in markdown
+
+
+LOAD_SCRIPT = ROOT / "benchmarks" / "bench_verifier_load.py"
+
+
+@pytest.mark.skipif(not LOAD_SCRIPT.exists(), reason="benchmarks/ is not part of this checkout")
+def test_the_verifier_load_benchmark_times_both_builds(tmp_path):
+    pytest.importorskip("transformers")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(LOAD_SCRIPT), "--repeats", "1", "--out",
+                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads((tmp_path / "verifier_load.json").read_text(encoding="utf-8"))
+    assert len(report["median_s"]) == 3 and all(v > 0 for v in report["median_s"].values())
+    assert "--repeats 1" in report["command"]
+    assert report["command"] in (tmp_path / "verifier_load.md").read_text(encoding="utf-8")

