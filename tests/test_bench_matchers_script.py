@@ -72,3 +72,19 @@ def test_the_verifier_load_benchmark_times_both_builds(tmp_path):
     assert len(report["median_s"]) == 3 and all(v > 0 for v in report["median_s"].values())
     assert "--repeats 1" in report["command"]
     assert report["command"] in (tmp_path / "verifier_load.md").read_text(encoding="utf-8")
+
+
+TOKENS_SCRIPT = ROOT / "benchmarks" / "bench_pair_tokens.py"
+
+
+@pytest.mark.skipif(not TOKENS_SCRIPT.exists(), reason="benchmarks/ is not part of this checkout")
+def test_the_pair_tokens_benchmark_checks_both_ways_agree(tmp_path):
+    pytest.importorskip("transformers")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(TOKENS_SCRIPT), "--cases", "1", "--repeats", "1",
+                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads((tmp_path / "pair_tokens.json").read_text(encoding="utf-8"))
+    assert report["pairs_per_step_median"] > 1000 and report["speedup"] > 0
+    assert report["command"] in (tmp_path / "pair_tokens.md").read_text(encoding="utf-8")

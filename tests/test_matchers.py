@@ -3,6 +3,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rapidfuzz import process
 
 import psychohistory as ph
@@ -131,6 +133,60 @@ def test_the_verifier_built_without_initialising_its_head_reads_as_one_initialis
         expected = slow(**batch).logits.reshape(-1)
     assert np.allclose(event_matcher.verifier.logits(PARAPHRASES + HARD_NEGATIVES),
                        expected.numpy(), atol=1e-4)
+
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40) | \
+    st.sampled_from(["", " x", "x ", "a\nb", "\u0301e", "NATO", "5.25%", "\u00a0y", "it's"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(TEXT, TEXT), max_size=6))
+def test_joined_pair_ids_equal_the_whole_strings(event_matcher, pairs):
+    # the verifier tokenises each text once and joins the ids; any texts give the ids of the
+    # whole template string, as training read them
+    from psychohistory.matching.pair_tokens import PairTokens, whole_string_ids
+    from psychohistory.matching.verifier import DECODER_TEMPLATE
+
+    tokenizer = event_matcher.verifier.load()[0]
+    tokens = PairTokens(tokenizer, DECODER_TEMPLATE)
+    assert tokens.joins  # SmolLM2's tokenizer passes the probe: the fast path is the one tested
+    assert tokens.ids(pairs) == whole_string_ids(tokenizer, DECODER_TEMPLATE, pairs)
+    assert tokens.ids(pairs) == whole_string_ids(tokenizer, DECODER_TEMPLATE, pairs)  # cached
+
+
+def test_joined_pair_batches_equal_the_tokenizers_on_real_pairs(event_matcher):
+    from psychohistory.matching.pair_tokens import PairTokens
+    from psychohistory.matching.verifier import DECODER_TEMPLATE, decoder_inputs
+
+    tokenizer = event_matcher.verifier.load()[0]
+    pairs = [(p.left, p.right) for p in load_pairs("bank", split="dev")[:3000]]
+    pairs.append(("word " * 80, "a long report that the left truncation must cut"))
+    for size in (1, 7, 256):
+        for start in range(0, len(pairs), size * 50):
+            chunk = pairs[start:start + size]
+            ours = PairTokens(tokenizer, DECODER_TEMPLATE).batch(chunk, 64)
+            theirs = decoder_inputs(tokenizer, chunk, 64)
+            assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
+            assert ours["attention_mask"].tolist() == theirs["attention_mask"].tolist()
+
+
+def test_a_tokenizer_that_adds_special_tokens_takes_the_whole_string_path(event_matcher):
+    from psychohistory.matching.pair_tokens import PairTokens, whole_string_ids
+    from psychohistory.matching.verifier import DECODER_TEMPLATE
+
+    tokenizer = event_matcher.verifier.load()[0]
+
+    class WithBos:  # what a BOS-adding tokenizer does to every whole string
+        pad_token_id = tokenizer.pad_token_id
+
+        def __call__(self, texts, add_special_tokens=True):
+            out = tokenizer(texts, add_special_tokens=False)
+            bos = [0] if add_special_tokens else []
+            return {"input_ids": [bos + ids for ids in out["input_ids"]]}
+
+    tokens = PairTokens(WithBos(), DECODER_TEMPLATE)
+    assert not tokens.joins
+    assert tokens.ids(PARAPHRASES) == whole_string_ids(WithBos(), DECODER_TEMPLATE, PARAPHRASES)
 
 
 def test_a_decoder_verifier_without_a_trained_head_is_refused(tmp_path):

