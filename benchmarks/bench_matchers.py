@@ -295,6 +295,26 @@ def step_group(case: Any, n: int, *, seed: int) -> list[str]:
     return out
 
 
+def timed(spent: dict[str, float], label: str, method: Any, *, counts: dict[str, int] | None = None,
+          count: Any = None, sync: Any = None) -> Any:
+    """``method``, adding the seconds each call takes to ``spent[label]`` (after ``sync()``
+    both sides, for asynchronous GPU work) and, with ``counts``, what it handled to
+    ``counts[label]`` (``count(*args)``, else 1 a call)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if sync:
+            sync()
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if sync:
+                sync()
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+            if counts is not None:
+                counts[label] = counts.get(label, 0) + (count(*args) if count else 1)
+    return call
+
+
 def run_speed(quick: bool) -> dict[str, Any]:
     from psychohistory.datasets import load_dataset
     from psychohistory.matching.cascade import CascadeMatcher
@@ -309,15 +329,9 @@ def run_speed(quick: bool) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     # the classifier's construction with and without the random initialisation that the
     # shipped weights overwrite (skipped since 2026-12-03), in the same run
-    from psychohistory.matching.verifier import decoder_classifier
+    from bench_verifier_load import measure as measure_load
 
-    build_s: dict[str, list[float]] = {"head initialised (the load before)": [],
-                                       "initialisation skipped (the load now)": []}
-    for _ in range(3):
-        for label, init_head in zip(build_s, (True, False), strict=True):
-            start = time.perf_counter()
-            decoder_classifier(init_head=init_head)
-            build_s[label].append(time.perf_counter() - start)
+    build = measure_load(3)
     cascade = CascadeMatcher(verifier=verifier)
     cascade.embedding.score(["warm"], ["up"])
     cases = load_dataset("historical", split="test")[: 3 if quick else 10]
@@ -343,18 +357,9 @@ def run_speed(quick: bool) -> dict[str, Any]:
     # included) and the embedding encoder's, the rest being parsing, candidates and scoring
     spent = {"verifier forward": 0.0, "embedding encode": 0.0}
     stages: dict[str, list[float]] = {k: [] for k in spent}
-
-    def timed(label: str, method: Any) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                spent[label] += time.perf_counter() - start
-        return call
-
-    verifier.logits = timed("verifier forward", verifier.logits)  # type: ignore[method-assign]
-    cascade.embedding.encode = timed("embedding encode", cascade.embedding.encode)  # type: ignore[attr-defined]
+    verifier.logits = timed(spent, "verifier forward", verifier.logits)  # type: ignore[method-assign]
+    cascade.embedding.encode = timed(  # type: ignore[attr-defined]
+        spent, "embedding encode", cascade.embedding.encode)
     for k, case in enumerate(cases):
         group = step_group(case, size, seed=k)
         before = len(verifier._cache)
@@ -384,7 +389,7 @@ def run_speed(quick: bool) -> dict[str, Any]:
         timings["baseline: bare cross-encoder on every pair"].append(time.perf_counter() - start)
     median = {k: statistics.median(v) for k, v in timings.items()}
     return {"verifier_load_s": load_s, "device": verifier.device, "group": size,
-            "classifier_build_s_median": {k: statistics.median(v) for k, v in build_s.items()},
+            "classifier_build_s_median": build["median_s"],
             "default_cascade_stage_s_median": {k: statistics.median(v) for k, v in stages.items()},
             "nodes_per_completion": 15, "cases": len(cases), "median_s": median,
             "verifier_pairs_per_step_median": statistics.median(pairs_scored),
@@ -502,10 +507,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- of the default cascade's step, in the {stage}: {seconds:.3f} s")
     build = sp.get("classifier_build_s_median")
     if build:
-        before, now = build.values()
+        before, now, whole = build.values()
         lines.append(f"- the classifier built from the base (median of 3): {now:.2f} s with the "
                      f"initialisation the shipped weights overwrite skipped, {before:.2f} s "
-                     f"with it (**{before / now:.1f}x**)")
+                     f"with it (**{before / now:.1f}x**); the whole load on the CPU {whole:.2f} s")
     lines += [f"- the cascade sent a median {sp['verifier_pairs_per_step_median']} new pairs to "
               f"the verifier per step; **{sp['speedup_vs_bare']:.1f}x** faster than the bare "
               "cross-encoder on every pair",

@@ -40,6 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))  # build_blind_pairs, for its near-story rule
 
 from psychohistory.bench.matchers import (  # noqa: E402
     EVENT_PAIRS,
@@ -284,7 +285,6 @@ def held_out_press_topics(rows: list[dict[str, Any]]) -> set[str]:
     """Stories too close to the blind set's or the bank's dev and test stories to train on, by
     the rule that keeps the blind set off the bank (``near_stories`` in
     ``scripts/build_blind_pairs.py``). Texts only: no label or score is read."""
-    sys.path.insert(0, str(ROOT / "scripts"))
     from build_blind_pairs import near_stories
 
     from psychohistory.datasets import load_dataset

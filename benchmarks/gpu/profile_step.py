@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from bench_matchers import step_group
+    from bench_matchers import step_group, timed
 
     from psychohistory.datasets import load_dataset
     from psychohistory.matching.cascade import CascadeMatcher
@@ -85,29 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     verifier, embedding = random_models(args.shapes, device)
     spent: dict[str, float] = {}
     counts: dict[str, int] = {}
-
-    def timed(label: str, method: Any, count: Any = None) -> Any:
-        def call(*a: Any, **k: Any) -> Any:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            try:
-                return method(*a, **k)
-            finally:
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
-                counts[label] = counts.get(label, 0) + (count(*a) if count else 1)
-        return call
-
-    PairTokens.batch = timed("verifier tokenising", PairTokens.batch,  # type: ignore[method-assign]
-                             lambda self, pairs, n: len(pairs))
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    PairTokens.batch = timed(  # type: ignore[method-assign]
+        spent, "verifier tokenising", PairTokens.batch, counts=counts,
+        count=lambda self, pairs, n: len(pairs), sync=sync)
     model = verifier._loaded[1]
-    model.forward = timed("verifier forward", model.forward)
-    embedding.encode = timed("embedding encode", embedding.encode,  # type: ignore[method-assign]
-                             lambda texts: len(texts))
+    model.forward = timed(spent, "verifier forward", model.forward, counts=counts, sync=sync)
+    embedding.encode = timed(  # type: ignore[method-assign]
+        spent, "embedding encode", embedding.encode, counts=counts,
+        count=lambda texts: len(texts), sync=sync)
     embedding.score(["warm"], ["up"])
     verifier.probabilities([("warm", "up")])
+
     def fresh(name: str) -> Any:  # a new cascade: its resolutions are memoised per matcher
         return get_reward(name, **({} if name == "format" else {
             "matcher": CascadeMatcher(verifier=verifier, embedding=embedding)}))
