@@ -226,6 +226,45 @@ def test_verifier_in_bfloat16_agrees_with_float32():
     assert ((full > 0.5) == (half > 0.5)).all()
 
 
+@pytest.mark.slow
+def test_the_compiled_verifier_scores_what_the_eager_one_does():
+    # torch.compile is a speed option (benchmarks/results/verifier_forward.md): the same
+    # probabilities, on batches of different lengths (dynamic shapes, no recompile per batch)
+    from psychohistory.matching.verifier import MiniLMVerifierMatcher
+
+    pairs = [(a, b) for a, b in PARAPHRASES] + [(a, b) for a, b in HARD_NEGATIVES]
+    eager = MiniLMVerifierMatcher(device="cpu", batch_size=3).probabilities(pairs)
+    compiled = MiniLMVerifierMatcher(device="cpu", batch_size=3, compile=True)
+    assert np.abs(compiled.probabilities(pairs) - eager).max() < 1e-4
+    assert compiled._compiled is not compiled.load()[1]  # it really ran compiled
+
+
+def test_a_failing_compiler_costs_speed_not_scores(monkeypatch):
+    import torch
+
+    from psychohistory.matching.verifier import MiniLMVerifierMatcher
+
+    def broken_compile(model, **_):
+        def run(**batch):
+            raise RuntimeError("no working C compiler")
+        return run
+
+    pairs = [(a, b) for a, b in PARAPHRASES]
+    eager = MiniLMVerifierMatcher(device="cpu").probabilities(pairs)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    matcher = MiniLMVerifierMatcher(device="cpu", compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no working C compiler"):
+        assert np.allclose(matcher.probabilities(pairs), eager)
+    matcher._cache.clear()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning, then the eager model for good
+        assert np.allclose(matcher.probabilities(pairs), eager)
+    with pytest.raises(ConfigError, match="compile must be true or false"):
+        MiniLMVerifierMatcher(compile="yes")
+
+
 def test_verifier_pickles_without_its_model(event_matcher):
     copy = pickle.loads(pickle.dumps(event_matcher.verifier))
     assert copy._loaded is None and copy._cache == {}
@@ -409,3 +448,14 @@ def test_the_cascades_default_verifier_follows_the_environment(monkeypatch):
     monkeypatch.setenv("PSYCHOHISTORY_VERIFIER", "verifer")
     with pytest.raises(ConfigError, match="PSYCHOHISTORY_VERIFIER='verifer'"):
         CascadeMatcher()
+
+
+def test_compile_is_an_option_of_the_cascades_verifier_in_a_config():
+    # what `matcher = {name = "cascade", verifier = {compile = true}}` in a TOML config builds
+    from psychohistory.plugins import get_matcher
+
+    cascade = get_matcher("cascade", verifier={"compile": True})
+    verifier = getattr(cascade, "matcher", cascade).verifier
+    assert verifier.compile is True and verifier._loaded is None  # nothing loads until a score
+    with pytest.raises(ConfigError, match="compile must be true or false"):
+        get_matcher("cascade", verifier={"compile": "true"})

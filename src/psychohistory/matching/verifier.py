@@ -222,8 +222,14 @@ class VerifierMatcher(Matcher):
     def __init__(self, *, weights: str | Path | None = None, threshold: float = 0.5,
                  device: str | None = None, batch_size: int | None = None,
                  cache_size: int = 200_000, base: str | None = None,
-                 dtype: str = "auto") -> None:
+                 dtype: str = "auto", compile: bool = False) -> None:
         self.threshold = check_threshold(threshold)
+        if not isinstance(compile, bool):
+            raise ConfigError(f"verifier compile must be true or false, got {compile!r}")
+        # torch.compile(dynamic=True) of the forward: ~1.9x on one H200 for a GRPO group's
+        # pairs (benchmarks/results/verifier_forward.md), after a first call that compiles for
+        # tens of seconds; off by default, as a one-off evaluation would pay that and gain little
+        self.compile = compile
         self.batch_size = None if batch_size is None else int(batch_size)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -236,12 +242,13 @@ class VerifierMatcher(Matcher):
         self._cache: dict[tuple[str, str], float] = {}
         self._loaded: tuple[Any, Any, dict[str, Any]] | None = None
         self._pair_tokens: Any = None  # a decoder's inputs, each text tokenised once
+        self._compiled: Any = None  # the compiled forward, built at the first score
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         # the model, cache and lock stay behind; a copy (a worker process) loads its own
         state = self.__dict__.copy()
-        state.update(_loaded=None, _lock=None, _cache={}, _pair_tokens=None)
+        state.update(_loaded=None, _lock=None, _cache={}, _pair_tokens=None, _compiled=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -293,9 +300,33 @@ class VerifierMatcher(Matcher):
                                       padding=True, truncation=True, max_length=max_length,
                                       return_tensors="pt")
                 batch = batch.to(device)
-                values = model(**batch).logits.float().reshape(-1).cpu().numpy()
+                values = self._forward(model, batch).logits.float().reshape(-1).cpu().numpy()
                 out[chunk] = values
         return out
+
+    def _forward(self, model: Any, batch: Any) -> Any:
+        """The model on one batch, through ``torch.compile`` where ``compile=True`` asked.
+
+        A compiler that fails (no working Triton or C compiler, an unsupported op) costs the
+        speed, not the scores: one warning, then the eager model for good.
+        """
+        if not self.compile:
+            return model(**batch)
+        if self._compiled is None:
+            import torch
+
+            self._compiled = torch.compile(model, dynamic=True)
+        if self._compiled is model:
+            return model(**batch)
+        try:
+            return self._compiled(**batch)
+        except Exception as exc:  # any compiler failure: fall back to eager
+            import warnings
+
+            warnings.warn(f"verifier: torch.compile failed ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); scoring with the eager model", stacklevel=2)
+            self._compiled = model
+            return model(**batch)
 
     def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Calibrated match probabilities of pairs, each distinct pair computed once."""
