@@ -226,9 +226,9 @@ class VerifierMatcher(Matcher):
         self.threshold = check_threshold(threshold)
         if not isinstance(compile, bool):
             raise ConfigError(f"verifier compile must be true or false, got {compile!r}")
-        # torch.compile(dynamic=True) of the forward: ~1.9x on one H200 for a GRPO group's
-        # pairs (benchmarks/results/verifier_forward.md), after a first call that compiles for
-        # tens of seconds; off by default, as a one-off evaluation would pay that and gain little
+        # torch.compile(dynamic=True) of the forward, for GPUs: no gain on a 2-core CPU
+        # (benchmarks/results/verifier_forward_cpu.md) and a first call that compiles for
+        # minutes, so it is off by default
         self.compile = compile
         self.batch_size = None if batch_size is None else int(batch_size)
         if self.batch_size is not None and self.batch_size < 1:
