@@ -53,6 +53,14 @@ class JudgeServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                counted = [True]
+
+                def done() -> None:
+                    with server.lock:
+                        if counted[0]:
+                            server.concurrent -= 1
+                            counted[0] = False
+
                 with server.lock:
                     server.requests.append(body)
                     n = len(server.requests)
@@ -73,10 +81,13 @@ class JudgeServer:
                               else server.answer(body["messages"][-1]["content"]))
                     payload = json.dumps({"choices": [{"index": 0, "message": {
                         "role": "assistant", "content": answer}}]}).encode()
+                    # out of flight before the answer is written: a client that has read it
+                    # may send its next request before this thread runs again, and counting
+                    # this one still would report a concurrency the client never had
+                    done()
                     self.reply(payload, trickle=faulty and server.mode == "trickle")
                 finally:
-                    with server.lock:
-                        server.concurrent -= 1
+                    done()
 
             def reply(self, payload: bytes, *, trickle: bool = False,
                       content_type: str = "application/json") -> None:
