@@ -70,16 +70,21 @@ def compiled_twin(verifier: Any) -> Any:
     return twin
 
 
-def timed_call(verifier: Any, pairs: list[tuple[str, str]], device: str) -> float:
+def synced(work: Any, device: str) -> float:
+    """Seconds ``work()`` takes, the GPU's queue drained before and after."""
     import torch
 
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    verifier.logits(pairs)
+    work()
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def timed_call(verifier: Any, pairs: list[tuple[str, str]], device: str) -> float:
+    return synced(lambda: verifier.logits(pairs), device)
 
 
 def whole_group(eager: Any, compiled: Any, embedding: Any, group: int,
@@ -131,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(subset: list[tuple[str, str]], batch_size: int | None = None) -> float:
         verifier.batch_size = batch_size
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        verifier.logits(subset)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return timed_call(verifier, subset, device)
 
     def median(subset: list[tuple[str, str]], batch_size: int | None = None) -> float:
         run(subset[:8], batch_size)  # warm
@@ -160,15 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     # the forward alone, on the already tokenised inputs: what tokenising and sorting add
     inputs = {k: v.to(device) for k, v in tokens.items()}
     with torch.inference_mode():
-        def forward() -> float:
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+        def passes() -> None:  # each batch's outputs dropped before the next, as in logits
             for s in range(0, len(pairs), 1024):
                 model(**{k: v[s:s + 1024] for k, v in inputs.items()})
-            if device == "cuda":
-                torch.cuda.synchronize()
-            return time.perf_counter() - start
+
+        def forward() -> float:
+            return synced(passes, device)
         forward()
         result["forward alone (unsorted, batches of 1024), s"] = statistics.median(
             forward() for _ in range(args.repeats))
